@@ -1,0 +1,5 @@
+import type { Command } from "commander";
+
+export function registerLab(program: Command): void {
+  program.command("lab").description("(not yet implemented)");
+}

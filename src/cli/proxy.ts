@@ -1,0 +1,5 @@
+import type { Command } from "commander";
+
+export function registerProxy(program: Command): void {
+  program.command("proxy").description("(not yet implemented)");
+}

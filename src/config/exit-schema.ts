@@ -1,0 +1,38 @@
+import { z } from "zod";
+import { cidr, ifaceAddress, port, wgKey } from "./types.js";
+
+export const exitSchema = z
+  .object({
+    /** WireGuard interface on the exit VPS. */
+    interface: z.string().default("wg0"),
+    address: ifaceAddress.default("10.100.0.1/24"),
+    address6: ifaceAddress.optional(),
+    listenPort: port.default(51820),
+    /** The interface that faces the internet; traffic from the tunnel is masqueraded out of it. */
+    publicInterface: z.string().default("eth0"),
+    /** The gateway's public key (the exit's only peer); normally taken from the secrets store. */
+    gatewayPublicKey: wgKey.optional(),
+    /** Tunnel addresses the gateway may use as source. */
+    gatewayAllowedIps: z.array(cidr).default(["10.100.0.2/32"]),
+    /** SSH public keys allowed to log in as root (keys only, no passwords). */
+    sshAuthorizedKeys: z.array(z.string()).default([]),
+    /** Who may reach SSH; empty = the detected home IP. */
+    sshAllowFrom: z.array(cidr).default([]),
+    /** How the current home IP is detected (first that answers wins). */
+    homeIpUrls: z.array(z.url()).default(["https://api.ipify.org", "https://ifconfig.me/ip"]),
+    hetzner: z
+      .object({
+        serverName: z.string().default("wg-exit"),
+        firewallName: z.string().default("wg-exit-fw"),
+        serverType: z.string().default("cax11"),
+        location: z.string().default("fsn1"),
+        image: z.string().default("debian-12"),
+        /** Only resources carrying these labels are ever changed or deleted. */
+        labels: z.record(z.string(), z.string()).default({ "managed-by": "wg-egress" }),
+        sshKeyNames: z.array(z.string()).default([]),
+      })
+      .prefault({}),
+  })
+  .strict();
+
+export type ExitConfig = z.infer<typeof exitSchema>;
