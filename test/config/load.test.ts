@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { loadConfig, parseConfig } from "../../src/config/load.js";
+import { UserError } from "../../src/util/errors.js";
+
+function errorOf(fn: () => unknown): UserError {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof UserError, `expected UserError, got ${e}`);
+    return e;
+  }
+  assert.fail("expected an error");
+}
+
+test("an empty config gives the embedded defaults", () => {
+  const c = parseConfig({});
+  assert.deepEqual(c.proxy.listen, ["127.0.0.1:1080"]);
+  assert.equal(c.gateway.interface, "wg-egress");
+  assert.equal(c.gateway.fwmark, 0xca6c);
+  assert.equal(c.gateway.table, 51820);
+  assert.equal(c.gateway.proxyUid, 400);
+  assert.equal(c.proxy.keepalive.enabled, true);
+  assert.equal(c.proxy.idleTimeoutSeconds, 0);
+});
+
+test("hex fwmark strings are accepted", () => {
+  assert.equal(parseConfig({ gateway: { fwmark: "0xca6c" } }).gateway.fwmark, 51820);
+});
+
+test("a bad value names the key, the value and what is expected, on one line", () => {
+  const e = errorOf(() => parseConfig({ proxy: { listen: ["10.1.0.1"] } }, "cfg.yaml"));
+  assert.equal(e.exitCode, 2);
+  assert.doesNotMatch(e.message, /\n/);
+  assert.match(e.message, /cfg\.yaml/);
+  assert.match(e.message, /proxy\.listen\[0\]/);
+  assert.match(e.message, /"10\.1\.0\.1"/);
+  assert.match(e.message, /HOST:PORT/);
+});
+
+test("unknown keys are rejected with a hint", () => {
+  const e = errorOf(() => parseConfig({ proxy: { lisen: ["127.0.0.1:1080"] } }));
+  assert.match(e.message, /proxy.*lisen.*spelling/);
+});
+
+test("bad CIDRs and keys are rejected", () => {
+  assert.match(errorOf(() => parseConfig({ proxy: { allowClients: ["10.0.0.0/33"] } })).message, /CIDR/);
+  assert.match(
+    errorOf(() => parseConfig({ gateway: { peer: { publicKey: "short" } } })).message,
+    /gateway\.peer\.publicKey.*WireGuard key/,
+  );
+});
+
+test("YAML files: flags override keys; a missing explicit file and broken YAML are one-line errors", () => {
+  const dir = mkdtempSync(join(tmpdir(), "wge-config-"));
+  const file = join(dir, "config.yaml");
+  writeFileSync(file, "proxy:\n  listen: ['10.1.0.1:1080']\n  handshakeTimeoutSeconds: 3\n");
+  const c = loadConfig(file, { "proxy.listen": ["127.0.0.1:1999"] });
+  assert.deepEqual(c.proxy.listen, ["127.0.0.1:1999"]);
+  assert.equal(c.proxy.handshakeTimeoutSeconds, 3);
+  assert.match(errorOf(() => loadConfig(join(dir, "nope.yaml"))).message, /cannot read config .*ENOENT/);
+  writeFileSync(file, "proxy: [unclosed\n");
+  assert.match(errorOf(() => loadConfig(file)).message, /^invalid YAML in /);
+});
