@@ -1,5 +1,39 @@
 import type { Command } from "commander";
+import { writeSecretFile } from "../gateway/keyfile.js";
+import { UserError } from "../util/errors.js";
+import { generatePrivateKey, publicKeyOf } from "../wireguard/keys.js";
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
 
 export function registerKeys(program: Command): void {
-  program.command("keys").description("(not yet implemented)");
+  program
+    .command("keygen")
+    .description("create a WireGuard private key (as wg genkey); prints only the public key unless --print")
+    .option("-o, --out <file>", "write the private key to FILE (mode 0600)")
+    .option("--force", "replace an existing --out file")
+    .option("--print", "print the private key to stdout (nothing else), like wg genkey")
+    .action((o: { out?: string; force?: boolean; print?: boolean }) => {
+      if (!o.out && !o.print)
+        throw new UserError("where should the private key go? pass --out FILE (0600), or --print for stdout");
+      const key = generatePrivateKey();
+      if (o.out) writeSecretFile(o.out, `${key}\n`, o.force);
+      process.stdout.write(o.print ? `${key}\n` : `${publicKeyOf(key)}\n`);
+    });
+
+  program
+    .command("pubkey")
+    .description("read a private key on stdin and print its public key (as wg pubkey)")
+    .action(async () => {
+      try {
+        process.stdout.write(`${publicKeyOf(await readStdin())}\n`);
+      } catch {
+        throw new UserError(
+          "stdin is not a WireGuard private key (44 characters of base64, as from wg genkey)",
+        );
+      }
+    });
 }

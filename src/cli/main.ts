@@ -7,6 +7,7 @@ import { registerExit } from "./exit.js";
 import { registerGateway } from "./gateway.js";
 import { registerKeys } from "./keys.js";
 import { registerLab } from "./lab.js";
+import { registerMetrics } from "./metrics.js";
 import { registerProxy } from "./proxy.js";
 import { registerRender } from "./render.js";
 import { registerSecrets } from "./secrets.js";
@@ -32,6 +33,7 @@ for (const register of [
   registerDoctor,
   registerRender,
   registerLab,
+  registerMetrics,
 ]) {
   register(program);
 }

@@ -27,8 +27,14 @@ export const gatewaySchema = z
       .prefault({}),
     fwmark: intOrHex.default(0xca6c),
     table: intOrHex.default(51820),
-    /** The uid the proxy runs as; its outbound packets get the fwmark (seed: 400). */
+    /** Priority of our first `ip rule` (fwmark → table); the two uid rules use +1 and +2. `down` removes only these. */
+    rulePriority: z.number().int().min(1).max(32763).default(5182),
+    /** Tunnel MTU: 1420 fits WireGuard's overhead on a 1500-byte path (same default as wg-quick). */
+    mtu: z.number().int().min(1280).max(9000).default(1420),
+    /** The uid the proxy runs as; connections it originates get the fwmark (seed: 400). */
     proxyUid: z.number().int().min(1).default(400),
+    /** The proxy's user name instead of proxyUid; resolved through /etc/passwd by `gateway up`. */
+    proxyUser: z.string().min(1).optional(),
     /** Prometheus endpoint with WireGuard metrics (prometheus_wireguard_exporter's port). */
     metrics: hostPort.default("127.0.0.1:9586"),
   })

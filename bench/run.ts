@@ -1,0 +1,287 @@
+/**
+ * `npm run bench`: wg-egress vs microsocks vs dante vs direct TCP, all on loopback, in one run.
+ * Every figure is the median of several runs; runs are interleaved across targets so background
+ * noise on a shared machine hits all of them alike. Prints a table and writes bench/results/<time>.json.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, release, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Command, InvalidArgumentError } from "commander";
+import { buildConnRate, startOneByteServer } from "./connrate.js";
+import { startIperfServer } from "./iperf.js";
+import {
+  type IdleRun,
+  idleRun,
+  type RateRun,
+  rateRun,
+  type ThroughputRun,
+  throughputRun,
+} from "./measure.js";
+import { type Running, startTarget, TARGETS, type TargetName } from "./proxies.js";
+import { type Figures, renderTable, renderVerdicts, verdicts } from "./report.js";
+import { startHoldServer } from "./servers.js";
+import { median } from "./stats.js";
+import { LoadWorkers } from "./workers.js";
+
+interface Settings {
+  targets: TargetName[];
+  runs: number;
+  throughputSeconds: number;
+  rateMs: number;
+  maxConns: number;
+  idle: number;
+}
+
+interface TargetRecord {
+  name: TargetName;
+  version?: string;
+  error?: string;
+  single: ThroughputRun[];
+  multi: ThroughputRun[];
+  rateSeq: RateRun[];
+  rate32: RateRun[];
+  idle: IdleRun[];
+  /** Runs that threw, or after which the proxy was gone: each counts as a lost connection. */
+  crashes: string[];
+}
+
+/** Soft and hard open-file limits of this process. */
+function fdLimits(): { soft: number; hard: number } {
+  const line = /^Max open files\s+(\S+)\s+(\S+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+  const num = (s: string | undefined) => (s === undefined || s === "unlimited" ? 1 << 20 : Number(s));
+  return { soft: num(line?.[1]), hard: num(line?.[2]) };
+}
+
+/**
+ * Node cannot raise its own fd limit, and 10,000 idle connections need it raised for us, the load
+ * workers and the proxies (all inherit it), so re-run ourselves under `ulimit -n <hard>`.
+ */
+function ensureFdLimit(): void {
+  const { soft, hard } = fdLimits();
+  if (soft >= hard || process.env.WG_EGRESS_BENCH_ULIMIT) return;
+  const script = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 1048576; exec "$@"';
+  const r = spawnSync("sh", ["-c", script, "sh", process.execPath, ...process.argv.slice(1)], {
+    stdio: "inherit",
+    env: { ...process.env, WG_EGRESS_BENCH_ULIMIT: "1" },
+  });
+  process.exit(r.status ?? 1);
+}
+
+function parseArgs(argv: string[]): Settings {
+  const only = (v: string) => {
+    const names = v.split(",").map((s) => s.trim());
+    const bad = names.find((n) => !(TARGETS as readonly string[]).includes(n));
+    if (bad) throw new InvalidArgumentError(`unknown target "${bad}"; choose from ${TARGETS.join(", ")}`);
+    return names as TargetName[];
+  };
+  const int = (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a positive integer");
+    return n;
+  };
+  const opts = new Command("bench")
+    .description("Benchmark wg-egress against microsocks, dante and direct TCP on loopback")
+    .option("--only <targets>", `comma-separated subset of ${TARGETS.join(",")}`, only)
+    .option("--quick", "one short run per figure and 2,000 idle connections, for development")
+    .option("--runs <n>", "runs per figure, the median is reported (default 3, --quick 1)", int)
+    .option("--idle <n>", "idle connections for the memory test (default 10000, --quick 2000)", int)
+    .parse(argv)
+    .opts<{ only?: TargetName[]; quick?: boolean; runs?: number; idle?: number }>();
+  const quick = Boolean(opts.quick);
+  // Each idle proxied connection costs the proxy two descriptors.
+  const fdCap = Math.floor((fdLimits().hard - 256) / 2);
+  return {
+    targets: TARGETS.filter((t) => !opts.only || opts.only.includes(t)),
+    runs: opts.runs ?? (quick ? 1 : 3),
+    throughputSeconds: quick ? 1 : 3,
+    rateMs: quick ? 1000 : 3000,
+    maxConns: quick ? 5000 : 20_000,
+    idle: Math.min(opts.idle ?? (quick ? 2000 : 10_000), fdCap),
+  };
+}
+
+const progress = (msg: string) => process.stderr.write(`${msg}\n`);
+const fmt1 = (n: number | undefined) => (n === undefined ? "-" : n.toFixed(1));
+const fmt3 = (n: number | undefined) => (n === undefined ? "-" : n.toFixed(3));
+
+function figuresOf(r: TargetRecord): Figures {
+  const m = <T>(runs: T[], f: (x: T) => number | undefined) => median(runs.map(f));
+  return {
+    single: m(r.single, (x) => x.mbPerSec),
+    multi: m(r.multi, (x) => x.mbPerSec),
+    rateSeq: m(r.rateSeq, (x) => (x.ok ? x.perSec : undefined)),
+    rate32: m(r.rate32, (x) => (x.ok ? x.perSec : undefined)),
+    hsSeqP50: m(r.rateSeq, (x) => x.p50Ms),
+    hsSeqP99: m(r.rateSeq, (x) => x.p99Ms),
+    hs32P50: m(r.rate32, (x) => x.p50Ms),
+    hs32P99: m(r.rate32, (x) => x.p99Ms),
+    idleRssKiB: m(r.idle, (x) => x.rssPerConnKiB),
+    idlePssKiB: m(r.idle, (x) => x.pssPerConnKiB),
+    cpuPerGiB: m(r.single, (x) =>
+      x.cpuSec !== undefined && x.bytes ? x.cpuSec / (x.bytes / 2 ** 30) : undefined,
+    ),
+    failed:
+      [...r.single, ...r.multi].filter((x) => x.error).length +
+      [...r.rateSeq, ...r.rate32].reduce((s, x) => s + x.failed, 0) +
+      r.idle.reduce((s, x) => s + x.failed + x.lost, 0) +
+      r.crashes.length,
+  };
+}
+
+async function main(): Promise<void> {
+  ensureFdLimit();
+  const s = parseArgs(process.argv);
+  const dir = mkdtempSync(join(tmpdir(), "wg-egress-bench-"));
+  const started = new Date();
+  const load0 = loadavg();
+  const records = new Map<TargetName, TargetRecord>(
+    s.targets.map((name) => [
+      name,
+      { name, single: [], multi: [], rateSeq: [], rate32: [], idle: [], crashes: [] },
+    ]),
+  );
+  const cleanup: (() => unknown)[] = [];
+  const stopAll = async () => {
+    for (const f of cleanup.reverse()) await f();
+    cleanup.length = 0;
+  };
+  process.once("SIGINT", () => void stopAll().then(() => process.exit(130)));
+  try {
+    const iperfServer = await startIperfServer(dir);
+    cleanup.push(() => iperfServer.stop());
+    const connrate = await buildConnRate(dir);
+    const oneByte = await startOneByteServer(connrate, dir);
+    cleanup.push(() => oneByte.stop());
+    const hold = await startHoldServer();
+    cleanup.push(() => hold.close());
+    const workers = new LoadWorkers(2);
+    cleanup.push(() => workers.close());
+    const start = async (rec: TargetRecord): Promise<Running | undefined> => {
+      try {
+        const t = await startTarget(rec.name, dir);
+        cleanup.push(() => t.stop());
+        rec.version = t.version;
+        return t;
+      } catch (e) {
+        rec.error = e instanceof Error ? e.message : String(e);
+        progress(`${rec.name}: not measured: ${rec.error}`);
+      }
+    };
+    const running: Running[] = [];
+    for (const rec of records.values()) {
+      const t = await start(rec);
+      if (t) running.push(t);
+    }
+    /** Runs one measurement; a throw or a proxy that died is recorded, not fatal to the whole bench. */
+    const attempt = async (label: string, t: Running, fn: () => Promise<string>): Promise<void> => {
+      const rec = records.get(t.name)!;
+      let line: string;
+      try {
+        line = await fn();
+      } catch (e) {
+        line = `error: ${e instanceof Error ? e.message : String(e)}`;
+        rec.crashes.push(`${label}: ${line}`);
+      }
+      if (t.pid && !existsSync(`/proc/${t.pid}`)) {
+        rec.crashes.push(`${label}: the proxy exited`);
+        line += " (the proxy exited)";
+        if (running.includes(t)) running.splice(running.indexOf(t), 1);
+      }
+      progress(`[${label}] ${t.name}: ${line}`);
+    };
+    const each = async (label: string, fn: (t: Running, rec: TargetRecord) => Promise<string>) => {
+      for (let i = 1; i <= s.runs; i++)
+        for (const t of [...running])
+          await attempt(`${label} ${i}/${s.runs}`, t, () => fn(t, records.get(t.name)!));
+    };
+    const tput = (streams: number, key: "single" | "multi") => (t: Running, rec: TargetRecord) =>
+      throughputRun(t, iperfServer.port, streams, s.throughputSeconds, dir).then((r) => {
+        rec[key].push(r);
+        return r.error ?? `${fmt1(r.mbPerSec)} MB/s, proxy CPU ${fmt1(r.cpuSec)} s`;
+      });
+    await each("1-stream", tput(1, "single"));
+    await each("8-stream", tput(8, "multi"));
+    // Warm-up (JIT, allocator, dante's worker pool) so the first measured run is not an outlier.
+    const warm = (t: Running) => rateRun(t, connrate, oneByte, 8, 300, 2000);
+    for (const t of running) await warm(t);
+    const rate = (concurrency: number, key: "rateSeq" | "rate32") => (t: Running, rec: TargetRecord) =>
+      rateRun(t, connrate, oneByte, concurrency, s.rateMs, s.maxConns).then((r) => {
+        rec[key].push(r);
+        const c = r.cpuSec;
+        return (
+          `${r.perSec.toFixed(0)} conn/s, p50 ${fmt3(r.p50Ms)} ms, p99 ${fmt3(r.p99Ms)} ms, failed ${r.failed} ` +
+          `${JSON.stringify(r.errors)}, CPU s proxy/client/server ${fmt1(c.proxy)}/${fmt1(c.client)}/${fmt1(c.server)}`
+        );
+      });
+    await each("conn/s seq", rate(1, "rateSeq"));
+    await each("conn/s 32", rate(32, "rate32"));
+    // Memory: each run on a freshly started (and warmed) proxy, or allocator reuse from the previous
+    // run hides the cost of the next 10,000 connections.
+    for (const t of running) if (t.pid) await t.stop();
+    for (let i = 1; i <= s.runs; i++)
+      for (const rec of records.values()) {
+        if (rec.name === "direct" || rec.error) continue;
+        const t = await start(rec);
+        if (!t) continue;
+        await attempt(`idle ${i}/${s.runs}`, t, async () => {
+          await warm(t);
+          const r = await idleRun(t, workers, hold, s.idle);
+          rec.idle.push(r);
+          return (
+            `${r.ok}/${r.requested} open, ${fmt1(r.rssPerConnKiB)} KiB RSS/conn, ${fmt1(r.pssPerConnKiB)} KiB PSS/conn, ` +
+            `${r.processes} processes, failed ${r.failed}, lost ${r.lost} ${JSON.stringify(r.errors)}`
+          );
+        });
+        await t.stop();
+      }
+  } finally {
+    await stopAll();
+    // Keep the daemons' logs when something went wrong; they say why.
+    if ([...records.values()].some((r) => r.error || r.crashes.length)) progress(`logs kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+
+  const figures = new Map(
+    [...records.values()].filter((r) => !r.error).map((r) => [r.name, figuresOf(r)] as const),
+  );
+  const judged = verdicts(figures);
+  const load1 = loadavg();
+  const cores = cpus().length;
+  process.stdout.write(
+    `\nwg-egress bench ${started.toISOString()} — ${cores} cores (${cpus()[0]?.model}), Linux ${release()}, node ${process.version}\n` +
+      `load average before/after: ${load0[0].toFixed(2)} / ${load1[0].toFixed(2)}; proxy, load generators and servers share the ${cores} cores\n` +
+      `median of ${s.runs}; throughput: iperf3 -t ${s.throughputSeconds} -l 1M via proxychains4; ` +
+      `conn/s: bench/connrate.c, ${s.rateMs / 1000} s or ${s.maxConns} conns per run; idle: ${s.idle} conns on a fresh proxy\n\n` +
+      `${renderTable(figures)}\n` +
+      "ratios are wg-egress / rival: above 1 is better for MB/s and conn/s, below 1 for latency, memory and CPU\n\n" +
+      `${renderVerdicts(judged)}\n`,
+  );
+  const outDir = fileURLToPath(new URL("../../bench/results/", import.meta.url));
+  mkdirSync(outDir, { recursive: true });
+  const out = join(outDir, `${started.toISOString().replace(/[:.]/g, "-")}.json`);
+  const json = {
+    started: started.toISOString(),
+    host: {
+      cores,
+      cpu: cpus()[0]?.model,
+      kernel: release(),
+      node: process.version,
+      loadavgBefore: load0,
+      loadavgAfter: load1,
+    },
+    settings: s,
+    targets: Object.fromEntries(
+      [...records.values()].map((r) => [r.name, { ...r, figures: figures.get(r.name) }]),
+    ),
+    verdicts: judged,
+  };
+  writeFileSync(out, `${JSON.stringify(json, null, 2)}\n`);
+  process.stdout.write(`\nwrote ${out}\n`);
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

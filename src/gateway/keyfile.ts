@@ -1,0 +1,76 @@
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { UserError } from "../util/errors.js";
+import { isWireGuardKey } from "../wireguard/keys.js";
+
+/** Private key files: created 0600 (never wider, even for a moment), refused when others can read them. */
+
+/** Writes `content` to a new 0600 file; an existing file is kept unless `force`. */
+export function writeSecretFile(path: string, content: string, force = false): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  let fd: number;
+  try {
+    fd = openSync(path, force ? "w" : "wx", 0o600);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EEXIST")
+      throw new UserError(`${path} already exists: keep it, or pass --force to replace it`);
+    throw new UserError(`cannot write ${path}: ${code ?? e}`, 1);
+  }
+  try {
+    // The mode of open() applies only to new files; --force on an old 0644 file must not keep 0644.
+    chmodSync(path, 0o600);
+    writeSync(fd, content);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Reads and checks a private key file; `key` names the config key for the error message. */
+export function readPrivateKeyFile(path: string, key = "gateway.privateKeyFile"): string {
+  let text: string;
+  try {
+    if (statSync(path).mode & 0o077)
+      throw new UserError(`${path} (${key}) is readable by other users: chmod 600 ${path}`);
+    text = readFileSync(path, "utf8").trim();
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UserError(
+      `cannot read ${path} (${key}): ${code ?? e}; create it with: wg-egress keygen --out ${path}`,
+    );
+  }
+  if (!isWireGuardKey(text))
+    throw new UserError(
+      `${path} (${key}) does not hold a WireGuard private key (44 characters of base64, as from wg genkey)`,
+    );
+  return text;
+}
+
+/**
+ * Hands a secret to a command as a 0600 file in a fresh 0700 directory (on tmpfs /run when present),
+ * removed afterwards. Node's stdio pipes are sockets, which `wg` cannot fopen as /dev/stdin.
+ */
+export async function withSecretFile<T>(content: string, fn: (path: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(existsSync("/run") ? "/run" : tmpdir(), "wg-egress-"));
+  try {
+    const file = join(dir, "secret");
+    writeFileSync(file, content, { mode: 0o600 });
+    return await fn(file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

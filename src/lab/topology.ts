@@ -1,0 +1,160 @@
+/**
+ * The lab: the seed's topology in network namespaces on one machine. These names and addresses are
+ * fixed so other tools (doctor, metrics tests) can find them; all are documentation ranges.
+ *
+ *   wgelab-pod  eth0 10.1.0.2 ──── lan0 10.1.0.1 (proxy :1080)  wgelab-gw   wan0 198.51.100.2 ──┐
+ *                                    wgelab-gw0 10.100.0.2 (tunnel) ··········································┐
+ *   wgelab-inet home0 198.51.100.1, vps0 203.0.113.1, lo 192.0.2.80 (HTTP echo :80, line server :6667)   │
+ *   wgelab-exit pub0 203.0.113.10 ──── vps0;  wgelab-exit0 10.100.0.1 (UDP 51820, masquerade) ··········┘
+ *
+ * PURE: constants and the setup commands as data; up.ts runs them.
+ */
+
+export const NS = { pod: "wgelab-pod", gw: "wgelab-gw", inet: "wgelab-inet", exit: "wgelab-exit" } as const;
+export const LAB_NAMESPACES = Object.values(NS);
+
+/** wireguard-go's control sockets are shared by all namespaces (finding 5): distinct names per side. */
+export const GW_IF = "wgelab-gw0";
+export const EXIT_IF = "wgelab-exit0";
+export const EXIT_PUBLIC_IF = "pub0";
+
+export const ADDR = {
+  pod: "10.1.0.2",
+  gwLan: "10.1.0.1",
+  gwWan: "198.51.100.2",
+  inetHome: "198.51.100.1",
+  inetVps: "203.0.113.1",
+  server: "192.0.2.80",
+  exitPublic: "203.0.113.10",
+  exitTunnel: "10.100.0.1",
+  gwTunnel: "10.100.0.2",
+} as const;
+
+export const WG_PORT = 51820;
+export const PROXY_UID = 400;
+/** The proxy with keepalive (the product's behaviour) and a second one without, for the idle scenario. */
+export const PROXY_PORT = 1080;
+export const PROXY_NO_KEEPALIVE_PORT = 1081;
+export const PROXY_KEEPALIVE_SECONDS = 5;
+export const HTTP_PORT = 80;
+export const LINE_PORT = 6667;
+
+/** Short so that idle connections die within a test (finding 8); per namespace. */
+export const EXIT_CONNTRACK_TIMEOUT = 20;
+
+export const STATE_DIR = "/run/wgelab";
+export const CONFIG_FILE = `${STATE_DIR}/config.yaml`;
+
+/** nft counter in wgelab-inet: packets from the home WAN address to the servers (must not grow while the tunnel is down). */
+export const LEAK_TABLE = "wgelab-count";
+export const LEAK_COUNTER = "home_to_server";
+
+export const leakCounterRuleset = `table inet ${LEAK_TABLE} {
+  counter ${LEAK_COUNTER} {
+  }
+  chain pre {
+    type filter hook prerouting priority raw; policy accept;
+    ip saddr ${ADDR.gwWan} ip daddr ${ADDR.server} counter name ${LEAK_COUNTER}
+  }
+}
+`;
+
+type Cmd = string[];
+const inNs = (ns: string, ...argv: string[]): Cmd => ["ip", "netns", "exec", ns, ...argv];
+/** sysctls through /proc inside the namespace: /proc/sys/net is per network namespace, and sh is always there. */
+const sysctl = (ns: string, key: string, value: string | number): Cmd =>
+  inNs(ns, "sh", "-c", `printf '%s\\n' ${value} > /proc/sys/${key.replaceAll(".", "/")}`);
+const veth = (a: string, nsA: string, b: string, nsB: string): Cmd => [
+  "ip",
+  "link",
+  "add",
+  a,
+  "netns",
+  nsA,
+  "type",
+  "veth",
+  "peer",
+  "name",
+  b,
+  "netns",
+  nsB,
+];
+const addr = (ns: string, cidr: string, dev: string): Cmd =>
+  inNs(ns, "ip", "address", "add", cidr, "dev", dev);
+const up = (ns: string, dev: string): Cmd => inNs(ns, "ip", "link", "set", dev, "up");
+
+/** Namespaces, links, addresses, routes and sysctls, in order (before any product code runs). */
+export function networkCommands(): Cmd[] {
+  const { pod, gw, inet, exit } = NS;
+  return [
+    ...LAB_NAMESPACES.map((ns) => ["ip", "netns", "add", ns]),
+    ...LAB_NAMESPACES.map((ns) => up(ns, "lo")),
+    veth("eth0", pod, "lan0", gw),
+    veth("wan0", gw, "home0", inet),
+    veth("vps0", inet, EXIT_PUBLIC_IF, exit),
+    addr(pod, `${ADDR.pod}/24`, "eth0"),
+    addr(gw, `${ADDR.gwLan}/24`, "lan0"),
+    addr(gw, `${ADDR.gwWan}/24`, "wan0"),
+    addr(inet, `${ADDR.inetHome}/24`, "home0"),
+    addr(inet, `${ADDR.inetVps}/24`, "vps0"),
+    addr(inet, `${ADDR.server}/32`, "lo"),
+    addr(exit, `${ADDR.exitPublic}/24`, EXIT_PUBLIC_IF),
+    up(pod, "eth0"),
+    up(gw, "lan0"),
+    up(gw, "wan0"),
+    up(inet, "home0"),
+    up(inet, "vps0"),
+    up(exit, EXIT_PUBLIC_IF),
+    // The pod reaches only the proxy: no default route, so nothing bypasses it.
+    inNs(gw, "ip", "route", "add", "default", "via", ADDR.inetHome),
+    inNs(exit, "ip", "route", "add", "default", "via", ADDR.inetVps),
+    sysctl(inet, "net.ipv4.ip_forward", 1),
+    // Strict reverse-path filtering where it can bite (finding 9): the gateway and the exit.
+    sysctl(gw, "net.ipv4.conf.all.rp_filter", 1),
+    sysctl(gw, "net.ipv4.conf.default.rp_filter", 1),
+    sysctl(exit, "net.ipv4.conf.all.rp_filter", 1),
+    sysctl(exit, "net.ipv4.conf.default.rp_filter", 1),
+    sysctl(inet, "net.ipv4.conf.all.rp_filter", 0),
+    sysctl(pod, "net.ipv4.conf.all.rp_filter", 0),
+    // Node sets only the keepalive idle time; the probe interval is this sysctl (finding 12).
+    sysctl(gw, "net.ipv4.tcp_keepalive_intvl", PROXY_KEEPALIVE_SECONDS),
+  ];
+}
+
+/** After the exit setup loaded conntrack there: forget idle connections quickly (finding 8). */
+export function exitConntrackCommand(): Cmd {
+  return sysctl(NS.exit, "net.netfilter.nf_conntrack_tcp_timeout_established", EXIT_CONNTRACK_TIMEOUT);
+}
+
+/** The lab's config file (gateway + exit + proxy sections of the one wg-egress config). */
+export function labConfig(keys: { gatewayPublic: string; exitPublic: string }): Record<string, unknown> {
+  return {
+    gateway: {
+      interface: GW_IF,
+      address: `${ADDR.gwTunnel}/24`,
+      privateKeyFile: `${STATE_DIR}/gateway.key`,
+      peer: {
+        publicKey: keys.exitPublic,
+        endpoint: `${ADDR.exitPublic}:${WG_PORT}`,
+        persistentKeepalive: 25,
+      },
+      proxyUid: PROXY_UID,
+    },
+    exit: {
+      interface: EXIT_IF,
+      address: `${ADDR.exitTunnel}/24`,
+      listenPort: WG_PORT,
+      publicInterface: EXIT_PUBLIC_IF,
+      gatewayPublicKey: keys.gatewayPublic,
+      gatewayAllowedIps: [`${ADDR.gwTunnel}/32`],
+    },
+    proxy: { listen: [`${ADDR.gwLan}:${PROXY_PORT}`] },
+  };
+}
+
+export const USAGE = `lab is up. Try:
+  ip netns exec ${NS.pod} curl --socks5 ${ADDR.gwLan}:${PROXY_PORT} http://${ADDR.server}/   # prints ${ADDR.exitPublic} (the exit)
+  ip netns exec ${NS.gw} curl http://${ADDR.server}/                               # prints ${ADDR.gwWan} (home WAN)
+  ip netns exec ${NS.gw} wg-egress gateway status --config ${STATE_DIR}/config.yaml
+  wg-egress lab test    # the scenarios;   wg-egress lab down    # remove everything
+`;

@@ -1,0 +1,131 @@
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import { stringify } from "yaml";
+import { parseConfig } from "../config/load.js";
+import { renderExitHost } from "../exit/host.js";
+import { writeSecretFile } from "../gateway/keyfile.js";
+import { UserError } from "../util/errors.js";
+import { run } from "../util/run.js";
+import { generatePrivateKey, publicKeyOf } from "../wireguard/keys.js";
+import { labDown } from "./down.js";
+import { MAIN_JS, PROBE_JS, SERVERS_JS, startDaemon } from "./processes.js";
+import {
+  ADDR,
+  CONFIG_FILE,
+  exitConntrackCommand,
+  HTTP_PORT,
+  labConfig,
+  leakCounterRuleset,
+  NS,
+  networkCommands,
+  PROXY_KEEPALIVE_SECONDS,
+  PROXY_NO_KEEPALIVE_PORT,
+  PROXY_PORT,
+  PROXY_UID,
+  STATE_DIR,
+} from "./topology.js";
+
+/** Runs argv inside a namespace through the one command runner. */
+export function inNs(ns: string, argv: string[], opts: Parameters<typeof run>[2] = {}) {
+  return run("ip", ["netns", "exec", ns, ...argv], opts);
+}
+
+/** The real CLI (`wg-egress …`) inside a namespace. */
+export function cli(ns: string, args: string[], opts: Parameters<typeof run>[2] = {}) {
+  return inNs(ns, [process.execPath, MAIN_JS, ...args, "--config", CONFIG_FILE], opts);
+}
+
+/** Our proxy as uid 400 in the gateway namespace: one with keepalive, one without (for the idle scenario). */
+export function startProxy(port: number, keepalive: boolean): number {
+  const argv = [
+    "setpriv",
+    `--reuid=${PROXY_UID}`,
+    `--regid=${PROXY_UID}`,
+    "--clear-groups",
+    "--",
+    ...(process.env.WGELAB_MICROSOCKS ? ["microsocks", "-i", ADDR.gwLan, "-p", String(port)] : [
+    process.execPath,
+    MAIN_JS,
+    "proxy",
+    "--config",
+    CONFIG_FILE,
+    "--listen",
+    `${ADDR.gwLan}:${port}`,
+    "--allow-client",
+    `${ADDR.pod}/32`,
+    ...(keepalive ? ["--keepalive", String(PROXY_KEEPALIVE_SECONDS)] : ["--no-keepalive"])]),
+  ];
+  return startDaemon(NS.gw, argv, `${STATE_DIR}/proxy-${port}.log`);
+}
+
+/** Repeats `check` until it returns true or `timeoutMs` passes. */
+export async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline)
+      throw new UserError(`lab: ${what} not ready after ${timeoutMs / 1000} s (logs in ${STATE_DIR})`, 1);
+    await sleep(200);
+  }
+}
+
+/** The SOCKS reply code for a CONNECT from the pod through the proxy on `port` (-1 = no reply). */
+export async function probeConnect(port: number, dst: string, dstPort: number): Promise<number> {
+  const r = await inNs(
+    NS.pod,
+    [process.execPath, PROBE_JS, "connect", ADDR.gwLan, String(port), dst, String(dstPort)],
+    {
+      allowFail: true,
+      timeoutMs: 30_000,
+    },
+  );
+  return /^\d+$/.test(r.stdout.trim()) ? Number(r.stdout.trim()) : -1;
+}
+
+/** Builds the lab from scratch (whatever was there is removed first) and leaves it running. */
+export async function labUp(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new UserError("lab up creates network namespaces: run it as root", 1);
+  await labDown();
+  mkdirSync(STATE_DIR, { recursive: true });
+  chmodSync(STATE_DIR, 0o755); // the proxy (uid 400) reads the config; keys stay 0600 root
+
+  const gwKey = generatePrivateKey();
+  const exitKey = generatePrivateKey();
+  writeSecretFile(`${STATE_DIR}/gateway.key`, `${gwKey}\n`, true);
+  const raw = labConfig({ gatewayPublic: publicKeyOf(gwKey), exitPublic: publicKeyOf(exitKey) });
+  writeFileSync(CONFIG_FILE, stringify(raw), { mode: 0o644 });
+  const config = parseConfig(raw, CONFIG_FILE);
+
+  for (const [cmd, ...args] of networkCommands()) await run(cmd, args);
+
+  // The internet: servers and the leak counter.
+  await inNs(NS.inet, ["nft", "-f", "-"], { input: leakCounterRuleset });
+  startDaemon(NS.inet, [process.execPath, SERVERS_JS], `${STATE_DIR}/servers.log`);
+
+  // The exit: exactly the setup script a VPS gets, fed on stdin (it holds the exit's private key).
+  const exit = renderExitHost(config.exit, { privateKey: exitKey });
+  await inNs(NS.exit, ["sh", "-s"], {
+    input: exit.setupScript,
+    env: { ...process.env, WG_EGRESS_EXIT_DIR: `${STATE_DIR}/exit` },
+  });
+  const [cmd, ...args] = exitConntrackCommand();
+  await run(cmd, args);
+
+  // The home gateway: the real `gateway up`, then the real proxy as uid 400.
+  await cli(NS.gw, ["gateway", "up"]);
+  startProxy(PROXY_PORT, true);
+  startProxy(PROXY_NO_KEEPALIVE_PORT, false);
+
+  await waitFor(
+    "HTTP server",
+    10_000,
+    async () =>
+      (await inNs(NS.gw, ["curl", "-sS", "--max-time", "2", `http://${ADDR.server}/`], { allowFail: true }))
+        .code === 0,
+  );
+  for (const port of [PROXY_PORT, PROXY_NO_KEEPALIVE_PORT])
+    await waitFor(
+      `proxy on port ${port} through the tunnel`,
+      20_000,
+      async () => (await probeConnect(port, ADDR.server, HTTP_PORT)) === 0,
+    );
+}

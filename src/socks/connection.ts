@@ -1,0 +1,372 @@
+import { connect, isIP, type Socket } from "node:net";
+import { performance } from "node:perf_hooks";
+import { unmapIPv4 } from "../policy/addresses.js";
+import { formatHostPort } from "../util/hostport.js";
+import { httpResponse, parseConnectHead } from "./http-connect.js";
+import {
+  CMD,
+  METHOD,
+  parseAuthRequest,
+  parseGreeting,
+  parseRequest,
+  REP,
+  serializeAuthReply,
+  serializeMethodChoice,
+  serializeReply,
+} from "./protocol.js";
+import { relay } from "./relay.js";
+import { httpStatusForReply, replyForError } from "./replies.js";
+import type { ProxySettings } from "./settings.js";
+
+/** What a connection needs from its server: accounting when it ends. */
+export interface ConnectionHost {
+  connectionDone(conn: Connection): void;
+  observeDns(seconds: number, outcome: string): void;
+}
+
+const CONN = Symbol("connection");
+type Tagged = Socket & { [CONN]?: Connection };
+
+/** Handshake stages, in order; everything before Connecting still parses client bytes. */
+const S = { Start: 0, Greeting: 1, Auth: 2, Request: 3, Http: 4, Connecting: 5, Relaying: 6, Done: 7 } as const;
+type Stage = (typeof S)[keyof typeof S];
+
+/** Destinations with several addresses: try at most this many before giving up. */
+const MAX_ATTEMPTS = 3;
+
+function isLetter(b: number): boolean {
+  return (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a);
+}
+
+function timeoutError(): NodeJS.ErrnoException {
+  return Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" });
+}
+
+// Shared handlers (no per-connection closures): each socket finds its Connection via CONN.
+function onClientData(this: Tagged, chunk: Buffer): void {
+  this[CONN]!.handshake(chunk);
+}
+function onClientTimeout(this: Tagged): void {
+  this[CONN]!.timedOut();
+}
+function onClientClose(this: Tagged): void {
+  this[CONN]!.clientClosed();
+}
+function onClientEnd(this: Tagged): void {
+  this[CONN]!.clientEnded();
+}
+function onUpstreamConnect(this: Tagged): void {
+  this[CONN]!.connected(this);
+}
+function onUpstreamError(this: Tagged, err: Error): void {
+  this[CONN]!.upstreamFailed(this, err);
+}
+function onUpstreamTimeout(this: Tagged): void {
+  this[CONN]!.upstreamFailed(this, timeoutError());
+}
+function onLegClose(this: Tagged): void {
+  this[CONN]!.legClosed();
+}
+function ignore(): void {
+  // Errors on the client socket are followed by 'close', which does the cleanup.
+}
+
+/**
+ * One client connection: SOCKS5 (or HTTP CONNECT) handshake, destination policy, DNS, the outbound
+ * connect, then the relay. Parses from the chunks as they arrive, without copying unless a message
+ * is split across chunks.
+ */
+export class Connection {
+  stage: Stage = S.Start;
+  private buf: Buffer | undefined;
+  private early: Buffer | undefined;
+  upstream: Tagged | undefined;
+  private open = 1;
+  private candidates: string[] = [];
+  private port = 0;
+  readonly started = performance.now();
+  handshakeSeconds = -1;
+  protocol: "socks5" | "http" | undefined;
+  dest: string | undefined;
+  resolved: string | undefined;
+  /** SOCKS reply code sent (HTTP: the equivalent code); -1 = none. */
+  reply = -1;
+  /** Why the connection ended early (malformed, auth_failed, handshake_timeout, ...) or was refused. */
+  outcome: string | undefined;
+  why: string | undefined;
+
+  constructor(
+    readonly id: number,
+    readonly client: Tagged,
+    readonly clientIp: string,
+    private readonly settings: ProxySettings,
+    private readonly host: ConnectionHost,
+  ) {
+    client[CONN] = this;
+    if (settings.keepaliveMs > 0) client.setKeepAlive(true, settings.keepaliveMs);
+    client.setTimeout(settings.handshakeTimeoutMs);
+    client.on("data", onClientData);
+    client.on("timeout", onClientTimeout);
+    client.on("end", onClientEnd);
+    client.on("error", ignore);
+    client.on("close", onClientClose);
+  }
+
+  handshake(chunk: Buffer): void {
+    const buf = this.buf === undefined ? chunk : Buffer.concat([this.buf, chunk]);
+    this.buf = undefined;
+    let off = 0;
+    while (off >= 0) off = this.step(buf, off);
+  }
+
+  /** Handles the message at `off`; returns the next offset, or -1 when waiting (bytes, DNS, connect) or done. */
+  private step(buf: Buffer, off: number): number {
+    switch (this.stage) {
+      case S.Start: {
+        const b = buf[off];
+        if (b === 5) {
+          this.protocol = "socks5";
+          this.stage = S.Greeting;
+        } else if (isLetter(b) && this.settings.httpConnect) {
+          this.protocol = "http";
+          this.stage = S.Http;
+        } else return this.drop(b === 4 ? "socks4_unsupported" : "unknown_protocol");
+        return off;
+      }
+      case S.Greeting: {
+        const r = parseGreeting(buf, off);
+        if (r.status === "more") return this.wait(buf, off);
+        if (r.status === "error") return this.drop("malformed", r.message);
+        const method = this.chooseMethod(r.value.methods);
+        this.client.write(serializeMethodChoice(method));
+        if (method === METHOD.noAcceptable) return this.end("no_acceptable_method");
+        this.stage = method === METHOD.userPass ? S.Auth : S.Request;
+        return off + r.length;
+      }
+      case S.Auth: {
+        const r = parseAuthRequest(buf, off);
+        if (r.status === "more") return this.wait(buf, off);
+        if (r.status === "error") return this.drop("malformed", r.message);
+        const { username, password } = r.value;
+        const okay = this.settings.users.size === 0 || this.settings.users.verify(username, password);
+        this.client.write(serializeAuthReply(okay));
+        if (!okay) return this.end("auth_failed");
+        this.stage = S.Request;
+        return off + r.length;
+      }
+      case S.Request: {
+        const r = parseRequest(buf, off);
+        if (r.status === "more") return this.wait(buf, off);
+        if (r.status === "error") {
+          if (r.reply === undefined) return this.drop("malformed", r.message);
+          return this.fail(r.reply, r.message);
+        }
+        const { code, host, port } = r.value;
+        this.begin(buf, off + r.length, host, port);
+        if (code !== CMD.connect) return this.fail(REP.commandNotSupported, `command ${code} (only CONNECT)`);
+        this.request(host, port);
+        return -1;
+      }
+      case S.Http: {
+        const r = parseConnectHead(off === 0 ? buf : buf.subarray(off));
+        if (r.status === "more") return this.wait(buf, off);
+        if (r.status === "error") return this.httpEnd(r.reply ?? 400, "malformed", r.message);
+        const { host, port, credentials } = r.value;
+        const users = this.settings.users;
+        if (users.size > 0 && !(credentials && users.verify(credentials.username, credentials.password))) {
+          return this.httpEnd(407, "auth_failed");
+        }
+        this.begin(buf, off + r.length, host, port);
+        this.request(host, port);
+        return -1;
+      }
+      default:
+        return -1; // after the handshake: bytes of a client we are closing
+    }
+  }
+
+  /** Users configured → username/password required; none → no auth (or accept any credentials). */
+  private chooseMethod(methods: number[]): number {
+    if (this.settings.users.size > 0) return methods.includes(METHOD.userPass) ? METHOD.userPass : METHOD.noAcceptable;
+    if (methods.includes(METHOD.noAuth)) return METHOD.noAuth;
+    return methods.includes(METHOD.userPass) ? METHOD.userPass : METHOD.noAcceptable;
+  }
+
+  private wait(buf: Buffer, off: number): number {
+    this.buf = off === 0 ? buf : buf.subarray(off);
+    return -1;
+  }
+
+  /** The request is complete: stop reading (kernel backpressure) until the relay starts. */
+  private begin(buf: Buffer, used: number, host: string, port: number): void {
+    this.stage = S.Connecting;
+    this.dest = formatHostPort({ host, port });
+    if (used < buf.length) this.early = buf.subarray(used);
+    this.client.pause();
+    this.client.setTimeout(0); // DNS and connect have their own timeouts, and their failures a reply
+  }
+
+  private request(host: string, port: number): void {
+    const policy = this.settings.destinations;
+    const literal = isIP(host) !== 0;
+    const refused = policy.checkPort(port) ?? (literal ? undefined : policy.checkName(host));
+    if (refused) {
+      this.fail(REP.notAllowed, refused);
+      return;
+    }
+    this.port = port;
+    if (literal) {
+      this.addressesReady([unmapIPv4(host)]);
+      return;
+    }
+    const t0 = performance.now();
+    this.settings.resolver.resolve(host).then(
+      (addresses) => {
+        this.host.observeDns((performance.now() - t0) / 1000, "ok");
+        this.addressesReady(addresses);
+      },
+      (err: NodeJS.ErrnoException) => {
+        this.host.observeDns((performance.now() - t0) / 1000, err.code ?? "error");
+        if (this.stage === S.Connecting) this.fail(replyForError(err), err.message);
+      },
+    );
+  }
+
+  /** Policy on the resolved addresses: connect only to an address that passed the check (no rebinding). */
+  private addressesReady(addresses: string[]): void {
+    if (this.stage !== S.Connecting) return;
+    let why: string | undefined;
+    for (const a of addresses) {
+      const refused = this.settings.destinations.checkAddress(a);
+      if (refused) why ??= refused;
+      else if (this.candidates.length < MAX_ATTEMPTS) this.candidates.push(a);
+    }
+    if (this.candidates.length === 0) this.fail(REP.notAllowed, why);
+    else this.tryNext();
+  }
+
+  private tryNext(): void {
+    const ip = this.candidates.shift()!;
+    this.resolved = ip;
+    const ka = this.settings.keepaliveMs;
+    const up: Tagged = connect({
+      host: ip,
+      port: this.port,
+      allowHalfOpen: true,
+      noDelay: true,
+      keepAlive: ka > 0,
+      keepAliveInitialDelay: ka,
+    });
+    up[CONN] = this;
+    this.upstream = up;
+    this.open++;
+    up.setTimeout(this.settings.connectTimeoutMs);
+    up.on("connect", onUpstreamConnect);
+    up.on("error", onUpstreamError);
+    up.on("timeout", onUpstreamTimeout);
+    up.on("close", onLegClose);
+  }
+
+  connected(up: Tagged): void {
+    if (up !== this.upstream || this.stage !== S.Connecting) {
+      up.destroy();
+      return;
+    }
+    this.stage = S.Relaying;
+    this.reply = REP.succeeded;
+    up.setTimeout(0);
+    up.removeListener("timeout", onUpstreamTimeout);
+    const client = this.client;
+    client.write(
+      this.protocol === "http"
+        ? httpResponse(200)
+        : serializeReply(REP.succeeded, up.localAddress ?? "0.0.0.0", up.localPort ?? 0),
+    );
+    this.handshakeSeconds = (performance.now() - this.started) / 1000;
+    client.setTimeout(this.settings.idleTimeoutMs);
+    client.removeListener("data", onClientData);
+    relay(client, up, this.early);
+    this.early = undefined;
+  }
+
+  upstreamFailed(up: Tagged, err: Error): void {
+    if (up !== this.upstream || this.stage !== S.Connecting) return; // relay errors: 'close' handles them
+    up.destroy();
+    if (this.candidates.length > 0 && (err as NodeJS.ErrnoException).code !== "EACCES") this.tryNext();
+    else this.fail(replyForError(err), err.message);
+  }
+
+  /** Sends the failure reply for the protocol in use and closes (after the client reads it). */
+  private fail(rep: number, why: string | undefined): number {
+    this.reply = rep;
+    this.why = why;
+    if (this.protocol === "http") return this.httpEnd(httpStatusForReply(rep), undefined, why);
+    this.client.write(serializeReply(rep));
+    return this.end(undefined);
+  }
+
+  private httpEnd(status: number, outcome: string | undefined, why?: string): number {
+    this.why ??= why;
+    this.client.write(httpResponse(status, why));
+    return this.end(outcome);
+  }
+
+  /**
+   * Half-closes after a reply and keeps reading (and discarding) until the client closes too, so the
+   * reply is not lost to a reset; the handshake timeout bounds clients that never close.
+   */
+  private end(outcome: string | undefined): number {
+    this.outcome ??= outcome;
+    this.stage = S.Done;
+    this.upstream?.destroy();
+    this.client.end();
+    this.client.resume();
+    this.client.setTimeout(this.settings.handshakeTimeoutMs);
+    return -1;
+  }
+
+  /** Protocol violations and unknown protocols: close without an answer. */
+  private drop(outcome: string, why?: string): number {
+    this.outcome ??= outcome;
+    this.why ??= why;
+    this.stage = S.Done;
+    this.client.destroy();
+    return -1;
+  }
+
+  timedOut(): void {
+    this.outcome ??= this.stage === S.Relaying ? "idle_timeout" : "handshake_timeout";
+    this.stage = S.Done;
+    this.client.destroy();
+    this.upstream?.destroy();
+  }
+
+  /** EOF before the request was complete (or after a failure reply): nothing more can come. */
+  clientEnded(): void {
+    if (this.stage < S.Connecting || this.stage === S.Done) {
+      if (this.stage !== S.Done) this.outcome ??= "client_closed";
+      this.stage = S.Done;
+      this.client.destroy();
+    }
+  }
+
+  clientClosed(): void {
+    if (this.stage !== S.Relaying) {
+      if (this.stage !== S.Done) this.outcome ??= "client_closed";
+      this.stage = S.Done;
+      this.upstream?.destroy();
+    }
+    this.legClosed();
+  }
+
+  legClosed(): void {
+    if (--this.open === 0) this.host.connectionDone(this);
+  }
+
+  /** Ends the connection now (shutdown after the drain period). */
+  destroy(): void {
+    this.outcome ??= "shutdown";
+    this.client.destroy();
+    this.upstream?.destroy();
+  }
+}

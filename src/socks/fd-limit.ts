@@ -1,0 +1,27 @@
+import { readFileSync } from "node:fs";
+
+export interface FdLimit {
+  soft: number;
+  hard: number;
+}
+
+/** "Max open files  1024  524288  files" from /proc/self/limits; "unlimited" → Infinity. */
+export function parseFdLimit(limitsText: string): FdLimit | undefined {
+  const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(limitsText);
+  if (!m) return undefined;
+  const num = (s: string) => (s === "unlimited" ? Number.POSITIVE_INFINITY : Number(s));
+  return { soft: num(m[1]), hard: num(m[2]) };
+}
+
+/** Two sockets per relayed connection plus some for listeners, DNS, logs and metrics. */
+export function fdsNeeded(maxConnections: number): number {
+  return maxConnections * 2 + 64;
+}
+
+export function readFdLimit(): FdLimit | undefined {
+  try {
+    return parseFdLimit(readFileSync("/proc/self/limits", "utf8"));
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,75 @@
+import { REP } from "./protocol.js";
+
+/** Raised by name resolution, so its codes (c-ares reuses ECONNREFUSED, ETIMEOUT) are not read as TCP errors. */
+export class DnsError extends Error {
+  constructor(
+    readonly code: string,
+    readonly hostname: string,
+  ) {
+    super(`cannot resolve ${hostname}: ${code}`);
+    this.name = "DnsError";
+  }
+}
+
+/** Raised when the destination policy refuses a request. */
+export class PolicyError extends Error {
+  constructor(readonly reason: string) {
+    super(`not allowed: ${reason}`);
+    this.name = "PolicyError";
+  }
+}
+
+/**
+ * The SOCKS5 reply code for a failed CONNECT, from the real error.
+ * - Name resolution failures (NXDOMAIN, no data, resolver timeout) → 0x04 host unreachable: RFC 1928
+ *   has no DNS code and this is what curl and most clients report as "host unreachable".
+ * - A connect timeout → 0x06 "TTL expired", the conventional code for "no answer in time".
+ * - EACCES/EPERM (a local firewall reject, e.g. the kill switch's admin-prohibited) → 0x02 "not
+ *   allowed by ruleset": the refusal comes from the gateway's own rules, not the destination.
+ */
+export function replyForError(err: unknown): number {
+  if (err instanceof PolicyError) return REP.notAllowed;
+  if (err instanceof DnsError) return REP.hostUnreachable;
+  switch ((err as NodeJS.ErrnoException | undefined)?.code) {
+    case "ECONNREFUSED":
+      return REP.connectionRefused;
+    case "ENETUNREACH":
+    case "ENETDOWN":
+      return REP.networkUnreachable;
+    case "EHOSTUNREACH":
+    case "EHOSTDOWN":
+    case "EADDRNOTAVAIL":
+      return REP.hostUnreachable;
+    case "ETIMEDOUT":
+      return REP.ttlExpired;
+    case "EACCES":
+    case "EPERM":
+      return REP.notAllowed;
+    default:
+      return REP.generalFailure;
+  }
+}
+
+/** The HTTP CONNECT status for the same failures: 403 policy, 504 timeout, 502 anything else. */
+export function httpStatusForReply(rep: number): number {
+  if (rep === REP.notAllowed) return 403;
+  if (rep === REP.ttlExpired) return 504;
+  return 502;
+}
+
+const REPLY_NAMES: Record<number, string> = {
+  [REP.succeeded]: "succeeded",
+  [REP.generalFailure]: "general_failure",
+  [REP.notAllowed]: "not_allowed",
+  [REP.networkUnreachable]: "network_unreachable",
+  [REP.hostUnreachable]: "host_unreachable",
+  [REP.connectionRefused]: "connection_refused",
+  [REP.ttlExpired]: "ttl_expired",
+  [REP.commandNotSupported]: "command_not_supported",
+  [REP.addressTypeNotSupported]: "address_type_not_supported",
+};
+
+/** A stable label for logs and metrics. */
+export function replyName(rep: number): string {
+  return REPLY_NAMES[rep] ?? `0x${rep.toString(16).padStart(2, "0")}`;
+}

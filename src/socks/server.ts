@@ -1,0 +1,159 @@
+import { createServer, type Server, type Socket } from "node:net";
+import type { ProxyMetrics } from "../metrics/proxy-metrics.js";
+import { unmapIPv4 } from "../policy/addresses.js";
+import { UserError } from "../util/errors.js";
+import { formatHostPort, type HostPort } from "../util/hostport.js";
+import type { Logger } from "../util/log.js";
+import { Connection, type ConnectionHost } from "./connection.js";
+import { REP } from "./protocol.js";
+import { replyName } from "./replies.js";
+import type { ProxySettings } from "./settings.js";
+
+/** Refused clients are logged at most once per this interval (with a count), so a flood cannot flood the log. */
+const REFUSAL_LOG_INTERVAL_MS = 5000;
+
+function listenFix(code: string | undefined, at: string): string {
+  switch (code) {
+    case "EADDRINUSE":
+      return `${at} is already in use: stop the other process (ss -ltnp) or choose another --listen`;
+    case "EACCES":
+      return `no permission to listen on ${at}: use a port >= 1024 or grant CAP_NET_BIND_SERVICE (systemd AmbientCapabilities=)`;
+    case "EADDRNOTAVAIL":
+      return `no interface has the address of ${at}: check --listen against \`ip addr\``;
+    default:
+      return `cannot listen on ${at}: ${code ?? "unknown error"}`;
+  }
+}
+
+function resultOf(conn: Connection): string {
+  if (conn.reply === REP.succeeded) return "ok";
+  if (conn.reply === REP.notAllowed) return "refused";
+  if (conn.reply >= 0) return "failed";
+  return conn.outcome ?? "closed";
+}
+
+/**
+ * The SOCKS5 / HTTP CONNECT server: accepts on every listen address, applies the client allow-list
+ * and connection limits before reading a byte, and keeps the accounting (metrics, one log line per
+ * connection at close). Settings can be swapped at run time (SIGHUP); established connections keep
+ * theirs.
+ */
+export class ProxyServer implements ConnectionHost {
+  private readonly servers: Server[] = [];
+  readonly connections = new Set<Connection>();
+  private readonly perClient = new Map<string, number>();
+  private nextId = 1;
+  private refusals = 0;
+  private lastRefusalLog = 0;
+
+  constructor(
+    public settings: ProxySettings,
+    private readonly metrics: ProxyMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  /** Listens on every address; resolves with the actual addresses (port 0 → the port chosen). */
+  async listen(addresses: readonly HostPort[] = this.settings.listen): Promise<HostPort[]> {
+    const bound: HostPort[] = [];
+    for (const at of addresses) {
+      const server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", (e: NodeJS.ErrnoException) => {
+          for (const s of this.servers) s.close();
+          reject(new UserError(listenFix(e.code, formatHostPort(at)), 1));
+        });
+        server.listen({ host: at.host, port: at.port, backlog: 4096 }, resolve);
+      });
+      server.on("error", (e) => this.log.error({ err: e }, "accept failed"));
+      this.servers.push(server);
+      const addr = server.address();
+      const actual = typeof addr === "object" && addr ? { host: addr.address, port: addr.port } : at;
+      bound.push(actual);
+      this.log.info({ address: formatHostPort(actual) }, "listening");
+    }
+    return bound;
+  }
+
+  private accept(socket: Socket): void {
+    const s = this.settings;
+    const ip = unmapIPv4(socket.remoteAddress ?? "");
+    let refused: string | undefined;
+    if (!ip || !s.clients.allows(ip)) refused = "client_not_allowed";
+    else if (this.connections.size >= s.maxConnections) refused = "max_connections";
+    else if ((this.perClient.get(ip) ?? 0) >= s.maxPerClient) refused = "max_per_client";
+    if (refused) {
+      // Nothing is answered: a reset, not even a SOCKS failure reply.
+      socket.resetAndDestroy();
+      this.refused(refused, ip);
+      return;
+    }
+    this.perClient.set(ip, (this.perClient.get(ip) ?? 0) + 1);
+    this.connections.add(new Connection(this.nextId++, socket, ip, s, this));
+    this.metrics.active.inc();
+  }
+
+  private refused(reason: string, ip: string): void {
+    this.metrics.refused.inc({ reason });
+    this.refusals++;
+    const now = Date.now();
+    if (now - this.lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
+    this.lastRefusalLog = now;
+    const s = this.settings;
+    const hint =
+      reason === "client_not_allowed"
+        ? "add its subnet with --allow-client / proxy.allowClients"
+        : reason === "max_connections"
+          ? `limit ${s.maxConnections} reached (proxy.limits.maxConnections)`
+          : `limit ${s.maxPerClient} per client reached (proxy.limits.maxPerClient)`;
+    this.log.warn({ client: ip, reason, refusedSinceLastLog: this.refusals }, `client refused: ${hint}`);
+    this.refusals = 0;
+  }
+
+  observeDns(seconds: number, outcome: string): void {
+    this.metrics.dnsSeconds.observe({ outcome }, seconds);
+  }
+
+  connectionDone(conn: Connection): void {
+    this.connections.delete(conn);
+    const n = this.perClient.get(conn.clientIp)! - 1;
+    if (n > 0) this.perClient.set(conn.clientIp, n);
+    else this.perClient.delete(conn.clientIp);
+    const m = this.metrics;
+    m.active.dec();
+    const result = resultOf(conn);
+    const reply = conn.reply >= 0 ? replyName(conn.reply) : "none";
+    m.connections.inc({ result, reply });
+    const up = conn.upstream?.bytesWritten ?? 0;
+    const down = conn.upstream?.bytesRead ?? 0;
+    if (up > 0) m.bytes.inc({ direction: "up" }, up);
+    if (down > 0) m.bytes.inc({ direction: "down" }, down);
+    if (conn.handshakeSeconds >= 0) m.handshakeSeconds.observe(conn.handshakeSeconds);
+    this.log.info(
+      {
+        id: conn.id,
+        client: formatHostPort({ host: conn.clientIp, port: conn.client.remotePort ?? 0 }),
+        protocol: conn.protocol,
+        destination: conn.dest,
+        resolved: conn.resolved,
+        reply: conn.reply >= 0 ? conn.reply : undefined,
+        result,
+        why: conn.why,
+        up,
+        down,
+        ms: Math.round(performance.now() - conn.started),
+      },
+      "connection closed",
+    );
+  }
+
+  /** Stops accepting, waits up to drainMs for open connections to finish, then ends the rest. */
+  async shutdown(drainMs: number): Promise<{ drained: number; destroyed: number }> {
+    for (const s of this.servers) s.close(); // its callback would wait for every connection
+    const open = this.connections.size;
+    const deadline = Date.now() + drainMs;
+    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const destroyed = this.connections.size;
+    for (const c of this.connections) c.destroy();
+    return { drained: open - destroyed, destroyed };
+  }
+}

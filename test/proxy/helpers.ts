@@ -1,0 +1,319 @@
+/** Shared test helpers: the proxy as a child process, loopback servers, a raw SOCKS5 client. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { once } from "node:events";
+import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+export const LOOPBACK_ALLOW = ["--allow-destination", "127.0.0.0/8", "--allow-destination", "::1/128"];
+
+export function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), "wg-egress-proxy-test-"));
+}
+
+export function writeTemp(name: string, text: string): string {
+  const p = join(tempDir(), name);
+  writeFileSync(p, text, { mode: 0o600 });
+  return p;
+}
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+export interface ProxyProcess {
+  child: ChildProcess;
+  /** First listen address's port. */
+  port: number;
+  addresses: string[];
+  logs: LogLine[];
+  /** Resolves with the first log line matching, waiting up to timeoutMs. */
+  waitLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  stop(): Promise<number | null>;
+}
+
+/** Starts `wg-egress proxy` on 127.0.0.1:0 (unless args say otherwise) and waits for "listening". */
+export async function startProxy(args: string[], opts: { listeners?: number } = {}): Promise<ProxyProcess> {
+  const hasListen = args.includes("--listen");
+  const child = spawn(
+    process.execPath,
+    [MAIN, "proxy", ...(hasListen ? [] : ["--listen", "127.0.0.1:0"]), ...args],
+    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, WG_EGRESS_CONFIG: "" } },
+  );
+  const logs: LogLine[] = [];
+  const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  let partial = "";
+  let stderrText = "";
+  child.stderr!.setEncoding("utf8");
+  child.stderr!.on("data", (d: string) => {
+    stderrText += d;
+    const lines = (partial + d).split("\n");
+    partial = lines.pop()!;
+    for (const text of lines) {
+      let l: LogLine;
+      try {
+        l = JSON.parse(text);
+      } catch {
+        continue;
+      }
+      logs.push(l);
+      for (const w of [...waiters]) {
+        if (w.pred(l)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(l);
+        }
+      }
+    }
+  });
+  const waitLog = (pred: (l: LogLine) => boolean, timeoutMs = 5000) => {
+    const found = logs.find(pred);
+    if (found) return Promise.resolve(found);
+    return new Promise<LogLine>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`log line not seen in ${timeoutMs} ms; stderr:\n${stderrText.slice(-2000)}`)),
+        timeoutMs,
+      );
+      waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+    });
+  };
+  const exited = once(child, "exit");
+  const n = opts.listeners ?? 1;
+  await Promise.race([
+    (async () => {
+      while (logs.filter((l) => l.msg === "listening").length < n) await waitLog(() => false, 100).catch(() => {});
+    })(),
+    exited.then(() => {
+      throw new Error(`proxy exited early: ${stderrText}`);
+    }),
+  ]);
+  const addresses = logs.filter((l) => l.msg === "listening").map((l) => String(l.address));
+  const port = Number(addresses[0].split(":").at(-1));
+  return {
+    child,
+    port,
+    addresses,
+    logs,
+    waitLog,
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill("SIGKILL");
+      const [code] = await exited;
+      return code as number | null;
+    },
+  };
+}
+
+/** Runs the CLI to completion (for exit-code tests). */
+export async function runCli(args: string[], timeoutMs = 10_000): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d) => {
+    stderr += d;
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const [code] = await once(child, "exit");
+  clearTimeout(timer);
+  return { code, stderr };
+}
+
+export async function listen(server: Server, host = "127.0.0.1"): Promise<number> {
+  server.listen(0, host);
+  await once(server, "listening");
+  return (server.address() as { port: number }).port;
+}
+
+/** Echo server; `onSocket` sees each accepted socket. */
+export async function echoServer(host = "127.0.0.1"): Promise<{ server: Server; port: number; sockets: Socket[] }> {
+  const sockets: Socket[] = [];
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    sockets.push(s);
+    s.on("error", () => {});
+    s.pipe(s);
+  });
+  const port = await listen(server, host);
+  return { server, port, sockets };
+}
+
+/** HTTP/1.0-style server answering every request with `body`. */
+export async function httpServer(body: string, host = "127.0.0.1"): Promise<{ server: Server; port: number }> {
+  const server = createServer((s) => {
+    s.on("error", () => {});
+    let head = "";
+    s.on("data", (d) => {
+      head += d;
+      if (head.includes("\r\n\r\n")) {
+        s.end(`HTTP/1.1 200 OK\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      }
+    });
+  });
+  const port = await listen(server, host);
+  return { server, port };
+}
+
+/** A socket plus a byte queue, for step-by-step raw protocol tests. */
+export class RawClient {
+  private buf = Buffer.alloc(0);
+  private wake: (() => void) | undefined;
+  closed = false;
+  readonly socket: Socket;
+
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    socket.on("data", (d) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.wake?.();
+    });
+    // "closed" = the server is done sending (FIN or reset); our socket is allowHalfOpen
+    for (const ev of ["end", "close"]) {
+      socket.on(ev, () => {
+        this.closed = true;
+        this.wake?.();
+      });
+    }
+    socket.on("error", () => {});
+  }
+
+  static async open(port: number, host = "127.0.0.1"): Promise<RawClient> {
+    const s = tcpConnect({ port, host, allowHalfOpen: true });
+    await once(s, "connect");
+    return new RawClient(s);
+  }
+
+  send(bytes: number[] | Buffer): void {
+    this.socket.write(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes));
+  }
+
+  /** Reads exactly n bytes; rejects if the connection closes first or after timeoutMs. */
+  async read(n: number, timeoutMs = 5000): Promise<Buffer> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.buf.length < n) {
+      if (this.closed) throw new Error(`closed after ${this.buf.length}/${n} bytes`);
+      if (Date.now() > deadline) throw new Error(`timeout after ${this.buf.length}/${n} bytes`);
+      await new Promise<void>((r) => {
+        this.wake = r;
+        setTimeout(r, 50);
+      });
+    }
+    const out = this.buf.subarray(0, n);
+    this.buf = this.buf.subarray(n);
+    return out;
+  }
+
+  /** Resolves with the bytes received until the server closed. */
+  async untilClosed(timeoutMs = 5000): Promise<Buffer> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error("connection not closed in time");
+      await new Promise<void>((r) => {
+        this.wake = r;
+        setTimeout(r, 50);
+      });
+    }
+    return this.buf;
+  }
+
+  /** Hands over what was received but not yet read (before switching to raw 'data' handling). */
+  takeBuffered(): Buffer {
+    const b = this.buf;
+    this.buf = Buffer.alloc(0);
+    return b;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** Greeting (no auth) + a request; returns the reply code and the client, positioned after the reply. */
+export async function socksConnect(proxyPort: number, request: number[]): Promise<{ rep: number; c: RawClient }> {
+  const c = await RawClient.open(proxyPort);
+  c.send([5, 1, 0]);
+  const choice = await c.read(2);
+  if (choice[1] !== 0) throw new Error(`method ${choice[1]}`);
+  c.send(request);
+  const head = await c.read(4);
+  if (head[3] === 3) await c.read((await c.read(1))[0] + 2);
+  else await c.read(head[3] === 4 ? 18 : 6);
+  return { rep: head[1], c };
+}
+
+export function ipv4Request(port: number, ip = [127, 0, 0, 1], cmd = 1): number[] {
+  return [5, cmd, 0, 1, ...ip, port >> 8, port & 255];
+}
+
+export function domainRequest(name: string, port: number): number[] {
+  return [5, 1, 0, 3, name.length, ...Buffer.from(name), port >> 8, port & 255];
+}
+
+/**
+ * A tiny UDP DNS server on 127.0.0.1: answers A queries for names in `records`, NXDOMAIN otherwise,
+ * so DNS tests never depend on (or send to) a real resolver.
+ */
+export async function dnsStub(records: Record<string, string>): Promise<{ port: number; close(): void }> {
+  const sock = createSocket("udp4");
+  sock.on("message", (msg, rinfo) => {
+    let i = 12;
+    const labels: string[] = [];
+    while (msg[i] !== 0 && i < msg.length) {
+      labels.push(msg.toString("latin1", i + 1, i + 1 + msg[i]));
+      i += msg[i] + 1;
+    }
+    const qEnd = i + 5;
+    const qtype = msg.readUInt16BE(i + 1);
+    const name = labels.join(".").toLowerCase();
+    const ip = records[name];
+    const answer = ip !== undefined && qtype === 1;
+    const header = Buffer.from(msg.subarray(0, 12));
+    header.writeUInt16BE(0x8180 | (ip === undefined ? 3 : 0), 2); // response, RD+RA, rcode
+    header.writeUInt16BE(1, 4);
+    header.writeUInt16BE(answer ? 1 : 0, 6);
+    header.writeUInt16BE(0, 8);
+    header.writeUInt16BE(0, 10);
+    const parts = [header, msg.subarray(12, qEnd)];
+    if (answer) {
+      const rr = Buffer.alloc(16);
+      rr.writeUInt16BE(0xc00c, 0);
+      rr.writeUInt16BE(1, 2);
+      rr.writeUInt16BE(1, 4);
+      rr.writeUInt32BE(60, 6);
+      rr.writeUInt16BE(4, 10);
+      ip.split(".").forEach((o, k) => {
+        rr[12 + k] = Number(o);
+      });
+      parts.push(rr);
+    }
+    sock.send(Buffer.concat(parts), rinfo.port, rinfo.address);
+  });
+  sock.bind(0, "127.0.0.1");
+  await once(sock, "listening");
+  return { port: sock.address().port, close: () => sock.close() };
+}
+
+export function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+export async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `cond` every 50 ms up to timeoutMs. */
+export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 5000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`${what} not reached in ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}

@@ -1,0 +1,194 @@
+/** Operations: metrics, SIGHUP reload, SIGTERM drain, config and listen errors. */
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { after, before, test } from "node:test";
+import { run } from "../../src/util/run.js";
+import {
+  echoServer,
+  ipv4Request,
+  listen,
+  RawClient,
+  runCli,
+  sleep,
+  socksConnect,
+  startProxy,
+  until,
+  writeTemp,
+} from "./helpers.js";
+
+let echo: Awaited<ReturnType<typeof echoServer>>;
+
+before(async () => {
+  echo = await echoServer();
+});
+after(() => echo.server.close());
+
+/** Greeting with user/pass, auth, CONNECT to the echo server: the auth status, the reply code (-1 = none). */
+async function authConnect(port: number, user: string, pass: string): Promise<{ status: number; rep: number; c: RawClient }> {
+  const c = await RawClient.open(port);
+  c.send([5, 1, 2]);
+  await c.read(2);
+  c.send([1, user.length, ...Buffer.from(user), pass.length, ...Buffer.from(pass)]);
+  const status = (await c.read(2))[1];
+  if (status !== 0) return { status, rep: -1, c };
+  c.send(ipv4Request(echo.port));
+  return { status, rep: (await c.read(10))[1], c };
+}
+
+async function echoes(c: RawClient, text: string): Promise<boolean> {
+  c.send(Buffer.from(text));
+  return String(await c.read(text.length)) === text;
+}
+
+test("metrics endpoint: Prometheus text (promtool-valid) and /healthz", async () => {
+  const proxy = await startProxy(["--allow-destination", "127.0.0.0/8", "--metrics", "127.0.0.1:0"]);
+  try {
+    const at = String((await proxy.waitLog((l) => l.msg === "metrics listening")).address);
+    const { rep, c } = await socksConnect(proxy.port, ipv4Request(echo.port));
+    assert.equal(rep, 0);
+    assert.ok(await echoes(c, "count me"));
+    c.close();
+    const named = await socksConnect(proxy.port, [5, 1, 0, 3, 9, ...Buffer.from("localhost"), echo.port >> 8, echo.port & 255]);
+    assert.equal(named.rep, 0);
+    named.c.close();
+    const refused = await socksConnect(proxy.port, ipv4Request(80, [10, 1, 2, 3]));
+    assert.equal(refused.rep, 2);
+    refused.c.close();
+    await until(() => proxy.logs.filter((l) => l.msg === "connection closed").length >= 3, 5000, "closed");
+    const text = await (await fetch(`http://${at}/metrics`)).text();
+    assert.match(text, /wg_egress_proxy_connections_total\{result="ok",reply="succeeded"\} 2/);
+    assert.match(text, /wg_egress_proxy_connections_total\{result="refused",reply="not_allowed"\} 1/);
+    assert.match(text, /wg_egress_proxy_bytes_total\{direction="up"\} 8/);
+    assert.match(text, /wg_egress_proxy_bytes_total\{direction="down"\} 8/);
+    assert.match(text, /wg_egress_proxy_active_connections 0/);
+    assert.match(text, /wg_egress_proxy_handshake_seconds_count 2/);
+    assert.match(text, /wg_egress_proxy_dns_seconds_count\{outcome="ok"\} 1/);
+    const check = await run("promtool", ["check", "metrics"], { input: text, allowFail: true });
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+    const health = await fetch(`http://${at}/healthz`);
+    assert.equal(health.status, 200);
+    assert.equal(((await health.json()) as { ok: boolean }).ok, true);
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test("SIGHUP reloads users and policy; the established connection keeps relaying; a bad reload keeps the old config", async () => {
+  const users = writeTemp("users", "alice:old-pass\n");
+  const config = writeTemp(
+    "config.yaml",
+    `proxy:\n  usersFile: ${users}\n  destinations:\n    allow: ["127.0.0.0/8"]\n`,
+  );
+  const proxy = await startProxy(["--config", config]);
+  try {
+    const live = await authConnect(proxy.port, "alice", "old-pass");
+    assert.equal(live.rep, 0);
+    assert.ok(await echoes(live.c, "before"));
+
+    writeFileSync(users, "alice:new-pass\n");
+    writeFileSync(
+      config,
+      `proxy:\n  usersFile: ${users}\n  destinations:\n    allow: ["127.0.0.0/8"]\n    deny: ["127.0.0.1/32"]\n`,
+    );
+    proxy.child.kill("SIGHUP");
+    await proxy.waitLog((l) => l.msg === "config reloaded");
+
+    assert.equal((await authConnect(proxy.port, "alice", "old-pass")).status, 1);
+    const fresh = await authConnect(proxy.port, "alice", "new-pass");
+    assert.equal(fresh.status, 0);
+    assert.equal(fresh.rep, 2, "the new deny rule applies");
+    assert.ok(await echoes(live.c, "after reload"), "the established connection still relays");
+
+    writeFileSync(config, "proxy:\n  limits:\n    maxPerClient: nope\n");
+    proxy.child.kill("SIGHUP");
+    const err = await proxy.waitLog((l) => l.msg.startsWith("config reload failed"));
+    assert.match(err.msg, /proxy\.limits\.maxPerClient/);
+    const kept = await authConnect(proxy.port, "alice", "new-pass");
+    assert.deepEqual([kept.status, kept.rep], [0, 2], "the previous config stays");
+    assert.ok(await echoes(live.c, "still"));
+    live.c.close();
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test("SIGTERM: stops accepting, lets open connections finish, exits 0", async () => {
+  const proxy = await startProxy(["--allow-destination", "127.0.0.0/8", "--drain", "20"]);
+  const { rep, c } = await socksConnect(proxy.port, ipv4Request(echo.port));
+  assert.equal(rep, 0);
+  const exited = once(proxy.child, "exit");
+  proxy.child.kill("SIGTERM");
+  await proxy.waitLog((l) => l.msg === "shutting down");
+  // the listener is gone ...
+  await assert.rejects(RawClient.open(proxy.port), /ECONNREFUSED/, "still accepting after SIGTERM");
+  // ... but the open connection still works, and closing it lets the process exit
+  assert.ok(await echoes(c, "draining"));
+  c.close();
+  const [code] = await exited;
+  assert.equal(code, 0);
+  const stopped = await proxy.waitLog((l) => l.msg === "stopped");
+  assert.equal(stopped.drained, 1);
+  assert.equal(stopped.destroyed, 0);
+});
+
+test("SIGTERM: connections still open after the drain period are closed, exit 0", async () => {
+  const proxy = await startProxy(["--allow-destination", "127.0.0.0/8", "--drain", "0.5"]);
+  const { c } = await socksConnect(proxy.port, ipv4Request(echo.port));
+  const exited = once(proxy.child, "exit");
+  proxy.child.kill("SIGTERM");
+  const [code] = await exited;
+  assert.equal(code, 0);
+  await c.untilClosed();
+  assert.equal((await proxy.waitLog((l) => l.msg === "stopped")).destroyed, 1);
+});
+
+test("invalid config or flags: one line naming the key, exit 2, nothing started", async () => {
+  const config = writeTemp("bad.yaml", "proxy:\n  limits:\n    maxConnections: -5\n");
+  const r = await runCli(["proxy", "--config", config]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  assert.match(r.stderr, /proxy\.limits\.maxConnections = -5/);
+  const listenBad = await runCli(["proxy", "--listen", "nowhere"]);
+  assert.equal(listenBad.code, 2);
+  assert.match(listenBad.stderr, /proxy\.listen/);
+  const cidrBad = await runCli(["proxy", "--listen", "127.0.0.1:0", "--allow-destination", "10.0.0.0/99"]);
+  assert.equal(cidrBad.code, 2);
+  assert.match(cidrBad.stderr, /proxy\.destinations\.allow/);
+  const numBad = await runCli(["proxy", "--max-connections", "lots"]);
+  assert.equal(numBad.code, 2);
+});
+
+test("listen address in use: one-line error with the fix, exit 1", async () => {
+  const s = createServer();
+  const port = await listen(s);
+  try {
+    const r = await runCli(["proxy", "--listen", `127.0.0.1:${port}`]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /already in use.*--listen/);
+  } finally {
+    s.close();
+  }
+});
+
+test("--help lists the flags scripts rely on and documents the uid and DNS reply convention", async () => {
+  const r = await run(process.execPath, [new URL("../../src/cli/main.js", import.meta.url).pathname, "proxy", "--help"]);
+  for (const flag of [
+    "--listen",
+    "--config",
+    "--users",
+    "--allow-client",
+    "--allow-destination",
+    "--deny-destination",
+    "--metrics",
+    "--dns",
+    "--no-keepalive",
+    "--no-http-connect",
+  ]) {
+    assert.ok(r.stdout.includes(flag), flag);
+  }
+  assert.match(r.stdout, /uid 400/);
+  assert.match(r.stdout, /0x04 host unreachable and DNS failure/);
+  await sleep(0);
+});

@@ -1,0 +1,198 @@
+/** Stream semantics through the proxy: half-close, integrity, backpressure, concurrency, limits, no fd leaks. */
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { createServer, type Socket } from "node:net";
+import { after, before, test } from "node:test";
+import {
+  echoServer,
+  fdCount,
+  ipv4Request,
+  LOOPBACK_ALLOW,
+  listen,
+  type ProxyProcess,
+  RawClient,
+  socksConnect,
+  startProxy,
+  until,
+} from "./helpers.js";
+
+let proxy: ProxyProcess;
+let echo: Awaited<ReturnType<typeof echoServer>>;
+
+before(async () => {
+  echo = await echoServer();
+  proxy = await startProxy([...LOOPBACK_ALLOW]);
+});
+
+after(async () => {
+  await proxy.stop();
+  echo.server.close();
+});
+
+const closedLines = () => proxy.logs.filter((l) => l.msg === "connection closed").length;
+
+test("half-close: the client shuts down its write side and still receives the answer", async () => {
+  // reads until EOF, then answers with the byte count and a hash
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    const h = createHash("sha256");
+    let n = 0;
+    s.on("data", (d) => {
+      n += d.length;
+      h.update(d);
+    });
+    s.on("end", () => s.end(`${n} ${h.digest("hex")}`));
+  });
+  const port = await listen(server);
+  try {
+    const { rep, c } = await socksConnect(proxy.port, ipv4Request(port));
+    assert.equal(rep, 0);
+    const data = randomBytes(100_000);
+    c.socket.end(data);
+    const answer = String(await c.untilClosed());
+    assert.equal(answer, `${data.length} ${createHash("sha256").update(data).digest("hex")}`);
+  } finally {
+    server.close();
+  }
+});
+
+test("50 MB each way arrive intact (sha256 at both ends)", async () => {
+  const payload = randomBytes(50 * 1024 * 1024);
+  const want = createHash("sha256").update(payload).digest("hex");
+  let uploadHash = "";
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    const h = createHash("sha256");
+    s.on("data", (d) => h.update(d));
+    s.on("end", () => {
+      uploadHash = h.digest("hex");
+      s.end(payload); // then download the same 50 MB
+    });
+  });
+  const port = await listen(server);
+  try {
+    const { rep, c } = await socksConnect(proxy.port, ipv4Request(port));
+    assert.equal(rep, 0);
+    const h = createHash("sha256");
+    let got = 0;
+    c.socket.removeAllListeners("data");
+    c.socket.on("data", (d: Buffer) => {
+      got += d.length;
+      h.update(d);
+    });
+    const ended = once(c.socket, "end");
+    c.socket.end(payload);
+    await ended;
+    assert.equal(uploadHash, want);
+    assert.equal(got, payload.length);
+    assert.equal(h.digest("hex"), want);
+    c.close();
+  } finally {
+    server.close();
+  }
+});
+
+test("backpressure: a client that does not read stalls the sender instead of filling the proxy", async () => {
+  const total = 128 * 1024 * 1024;
+  const chunk = Buffer.alloc(1024 * 1024, 0x61);
+  let source: Socket | undefined;
+  const server = createServer((s) => {
+    source = s;
+    s.on("error", () => {});
+    let sent = 0;
+    const pump = () => {
+      while (sent < total) {
+        sent += chunk.length;
+        if (!s.write(chunk)) return void s.once("drain", pump);
+      }
+      s.end();
+    };
+    pump();
+  });
+  const port = await listen(server);
+  try {
+    const { rep, c } = await socksConnect(proxy.port, ipv4Request(port));
+    assert.equal(rep, 0);
+    c.socket.pause();
+    await until(() => source !== undefined, 5000, "source connected");
+    // let the kernel buffers and the proxy fill up, then see how much the source got rid of
+    let last = -1;
+    await until(
+      () => {
+        const flushed = source!.bytesWritten - source!.writableLength;
+        const stable = flushed === last;
+        last = flushed;
+        return stable && flushed > 0;
+      },
+      10_000,
+      "sender stalled",
+    );
+    assert.ok(last < 64 * 1024 * 1024, `the proxy let ${last} bytes through to a client that reads nothing`);
+    // and everything still arrives once the client reads
+    c.socket.removeAllListeners("data");
+    let got = c.takeBuffered().length;
+    c.socket.on("data", (d: Buffer) => {
+      got += d.length;
+    });
+    c.socket.resume();
+    await once(c.socket, "end");
+    assert.equal(got, total);
+    c.close();
+  } finally {
+    server.close();
+  }
+});
+
+test("300 concurrent clients, then no leaked file descriptors", async () => {
+  const before = fdCount(proxy.child.pid!);
+  const closedBefore = closedLines();
+  const N = 300;
+  const results = await Promise.all(
+    Array.from({ length: N }, async (_, i) => {
+      const { rep, c } = await socksConnect(proxy.port, ipv4Request(echo.port));
+      const msg = Buffer.from(`client-${i}-`.padEnd(1000, "x"));
+      c.send(msg);
+      const back = await c.read(msg.length, 15_000);
+      c.close();
+      return rep === 0 && back.equals(msg);
+    }),
+  );
+  assert.equal(results.filter(Boolean).length, N);
+  await until(() => closedLines() - closedBefore >= N, 10_000, "all connections logged as closed");
+  await until(() => fdCount(proxy.child.pid!) <= before, 5000, `fd count back to ${before}`);
+});
+
+test("per-client limit: extra connections are dropped, existing ones unharmed", async () => {
+  const limited = await startProxy([...LOOPBACK_ALLOW, "--max-per-client", "2"]);
+  try {
+    const a = await socksConnect(limited.port, ipv4Request(echo.port));
+    const b = await socksConnect(limited.port, ipv4Request(echo.port));
+    const third = await RawClient.open(limited.port);
+    third.send([5, 1, 0]);
+    assert.equal((await third.untilClosed()).length, 0);
+    await limited.waitLog((l) => l.reason === "max_per_client");
+    a.c.send(Buffer.from("still"));
+    assert.equal(String(await a.c.read(5)), "still");
+    b.c.close();
+    await until(() => limited.logs.some((l) => l.msg === "connection closed"), 5000, "b closed");
+    const d = await socksConnect(limited.port, ipv4Request(echo.port));
+    assert.equal(d.rep, 0);
+    a.c.close();
+    d.c.close();
+  } finally {
+    await limited.stop();
+  }
+});
+
+test("client allow-list: a client outside it is dropped before any byte is answered", async () => {
+  const strict = await startProxy([...LOOPBACK_ALLOW, "--allow-client", "10.99.0.0/16"]);
+  try {
+    const c = await RawClient.open(strict.port);
+    c.send([5, 1, 0]);
+    assert.equal((await c.untilClosed()).length, 0);
+    const warn = await strict.waitLog((l) => l.reason === "client_not_allowed");
+    assert.equal(warn.client, "127.0.0.1");
+    assert.equal(warn.level, 40);
+  } finally {
+    await strict.stop();
+  }
+});
