@@ -17,7 +17,13 @@ export interface ConnRateResult extends Tally {
 export async function buildConnRate(dir: string): Promise<string> {
   const src = fileURLToPath(new URL("../../bench/connrate.c", import.meta.url));
   const bin = join(dir, "connrate");
-  await run("cc", ["-O2", "-o", bin, src], { timeoutMs: 60_000 });
+  try {
+    await run("cc", ["-O2", "-o", bin, src], { timeoutMs: 60_000 });
+  } catch (e) {
+    throw new Error(
+      `cannot build the connection-rate client (install gcc): ${e instanceof Error ? e.message : e}`,
+    );
+  }
   return bin;
 }
 

@@ -4,11 +4,12 @@
  * noise on a shared machine hits all of them alike. Prints a table and writes bench/results/<time>.json.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError } from "commander";
+import { readFdLimit } from "../src/socks/fd-limit.js";
 import { buildConnRate, startOneByteServer } from "./connrate.js";
 import { startIperfServer } from "./iperf.js";
 import {
@@ -32,6 +33,8 @@ interface Settings {
   rateMs: number;
   maxConns: number;
   idle: number;
+  /** Why fewer idle connections than asked for, if so. */
+  idleNote: string;
 }
 
 interface TargetRecord {
@@ -47,20 +50,13 @@ interface TargetRecord {
   crashes: string[];
 }
 
-/** Soft and hard open-file limits of this process. */
-function fdLimits(): { soft: number; hard: number } {
-  const line = /^Max open files\s+(\S+)\s+(\S+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
-  const num = (s: string | undefined) => (s === undefined || s === "unlimited" ? 1 << 20 : Number(s));
-  return { soft: num(line?.[1]), hard: num(line?.[2]) };
-}
-
 /**
  * Node cannot raise its own fd limit, and 10,000 idle connections need it raised for us, the load
  * workers and the proxies (all inherit it), so re-run ourselves under `ulimit -n <hard>`.
  */
 function ensureFdLimit(): void {
-  const { soft, hard } = fdLimits();
-  if (soft >= hard || process.env.WG_EGRESS_BENCH_ULIMIT) return;
+  const limit = readFdLimit();
+  if (!limit || limit.soft >= limit.hard || process.env.WG_EGRESS_BENCH_ULIMIT) return;
   const script = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 1048576; exec "$@"';
   const r = spawnSync("sh", ["-c", script, "sh", process.execPath, ...process.argv.slice(1)], {
     stdio: "inherit",
@@ -91,14 +87,17 @@ function parseArgs(argv: string[]): Settings {
     .opts<{ only?: TargetName[]; quick?: boolean; runs?: number; idle?: number }>();
   const quick = Boolean(opts.quick);
   // Each idle proxied connection costs the proxy two descriptors.
-  const fdCap = Math.floor((fdLimits().hard - 256) / 2);
+  const fdHard = readFdLimit()?.hard ?? Number.POSITIVE_INFINITY;
+  const idleWanted = opts.idle ?? (quick ? 2000 : 10_000);
   return {
     targets: TARGETS.filter((t) => !opts.only || opts.only.includes(t)),
     runs: opts.runs ?? (quick ? 1 : 3),
     throughputSeconds: quick ? 1 : 3,
     rateMs: quick ? 1000 : 3000,
     maxConns: quick ? 5000 : 20_000,
-    idle: Math.min(opts.idle ?? (quick ? 2000 : 10_000), fdCap),
+    idle: Math.min(idleWanted, Math.floor((fdHard - 256) / 2)),
+    idleNote:
+      idleWanted > (fdHard - 256) / 2 ? ` (${idleWanted} wanted; capped by the fd hard limit ${fdHard})` : "",
   };
 }
 
@@ -130,24 +129,16 @@ function figuresOf(r: TargetRecord): Figures {
   };
 }
 
-async function main(): Promise<void> {
-  ensureFdLimit();
-  const s = parseArgs(process.argv);
-  const dir = mkdtempSync(join(tmpdir(), "wg-egress-bench-"));
-  const started = new Date();
-  const load0 = loadavg();
-  const records = new Map<TargetName, TargetRecord>(
-    s.targets.map((name) => [
-      name,
-      { name, single: [], multi: [], rateSeq: [], rate32: [], idle: [], crashes: [] },
-    ]),
-  );
+/** Starts the servers and contenders, runs every measurement, and stops all it started. */
+async function measure(s: Settings, records: Map<TargetName, TargetRecord>, dir: string): Promise<void> {
   const cleanup: (() => unknown)[] = [];
   const stopAll = async () => {
     for (const f of cleanup.reverse()) await f();
     cleanup.length = 0;
   };
-  process.once("SIGINT", () => void stopAll().then(() => process.exit(130)));
+  // The daemons live in their own process groups, so a Ctrl-C would not reach them: stop them here.
+  for (const sig of ["SIGINT", "SIGTERM"] as const)
+    process.once(sig, () => void stopAll().then(() => process.exit(sig === "SIGINT" ? 130 : 143)));
   try {
     const iperfServer = await startIperfServer(dir);
     cleanup.push(() => iperfServer.stop());
@@ -238,22 +229,24 @@ async function main(): Promise<void> {
       }
   } finally {
     await stopAll();
-    // Keep the daemons' logs when something went wrong; they say why.
-    if ([...records.values()].some((r) => r.error || r.crashes.length)) progress(`logs kept in ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
   }
+}
 
+function report(s: Settings, records: Map<TargetName, TargetRecord>, started: Date, load0: number[]): void {
   const figures = new Map(
     [...records.values()].filter((r) => !r.error).map((r) => [r.name, figuresOf(r)] as const),
   );
   const judged = verdicts(figures);
   const load1 = loadavg();
   const cores = cpus().length;
+  const minutes = (Date.now() - started.getTime()) / 60_000;
   process.stdout.write(
-    `\nwg-egress bench ${started.toISOString()} — ${cores} cores (${cpus()[0]?.model}), Linux ${release()}, node ${process.version}\n` +
+    `\nwg-egress bench ${started.toISOString()} (${minutes.toFixed(1)} min) — ${cores} cores (${cpus()[0]?.model}), ` +
+      `Linux ${release()}, node ${process.version}\n` +
       `load average before/after: ${load0[0].toFixed(2)} / ${load1[0].toFixed(2)}; proxy, load generators and servers share the ${cores} cores\n` +
       `median of ${s.runs}; throughput: iperf3 -t ${s.throughputSeconds} -l 1M via proxychains4; ` +
-      `conn/s: bench/connrate.c, ${s.rateMs / 1000} s or ${s.maxConns} conns per run; idle: ${s.idle} conns on a fresh proxy\n\n` +
+      `conn/s: bench/connrate.c, ${s.rateMs / 1000} s or ${s.maxConns} conns per run; ` +
+      `idle: ${s.idle} conns${s.idleNote} on a fresh proxy\n\n` +
       `${renderTable(figures)}\n` +
       "ratios are wg-egress / rival: above 1 is better for MB/s and conn/s, below 1 for latency, memory and CPU\n\n" +
       `${renderVerdicts(judged)}\n`,
@@ -279,6 +272,28 @@ async function main(): Promise<void> {
   };
   writeFileSync(out, `${JSON.stringify(json, null, 2)}\n`);
   process.stdout.write(`\nwrote ${out}\n`);
+}
+
+async function main(): Promise<void> {
+  ensureFdLimit();
+  const s = parseArgs(process.argv);
+  const dir = mkdtempSync(join(tmpdir(), "wg-egress-bench-"));
+  const started = new Date();
+  const load0 = loadavg();
+  const records = new Map<TargetName, TargetRecord>(
+    s.targets.map((name) => [
+      name,
+      { name, single: [], multi: [], rateSeq: [], rate32: [], idle: [], crashes: [] },
+    ]),
+  );
+  try {
+    await measure(s, records, dir);
+  } finally {
+    // Keep the daemons' logs when something went wrong; they say why.
+    if ([...records.values()].some((r) => r.error || r.crashes.length)) progress(`logs kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+  report(s, records, started, load0);
 }
 
 main().catch((e) => {

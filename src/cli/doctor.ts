@@ -43,6 +43,7 @@ export function registerDoctor(program: Command): void {
       const url = o.ipEchoUrl ?? process.env.WG_EGRESS_IP_ECHO_URL ?? config.exit.homeIpUrls[0];
       const results = await runDoctor(config, {
         ipEchoUrl: o.ipCheck ? (url ?? null) : null,
+        skipReason: o.ipCheck ? undefined : "skipped (--no-ip-check)",
         proxy,
         timeoutMs: timeout * 1000,
       });

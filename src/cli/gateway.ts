@@ -33,6 +33,7 @@ export function registerGateway(program: Command): void {
     .description("create or repair the data path (idempotent: a second run changes nothing)")
     .option("--dry-run", "print the commands and the nft ruleset instead of applying them")
     .action(async (o: GatewayOpts) => {
+      if (!o.dryRun) requireRoot("gateway up");
       const steps = await gatewayUp(configOf(o), { dryRun: o.dryRun });
       if (o.dryRun) printPlan(steps, "nothing to do: the gateway is up as configured");
       else
@@ -50,6 +51,7 @@ export function registerGateway(program: Command): void {
     .option("--dry-run", "print the commands instead of running them")
     .option("--keep-killswitch", "remove only the interface: marked traffic keeps failing closed")
     .action(async (o: GatewayOpts) => {
+      if (!o.dryRun) requireRoot("gateway down");
       const steps = await gatewayDown(configOf(o), { dryRun: o.dryRun, keepKillSwitch: o.keepKillswitch });
       if (o.dryRun) printPlan(steps, "nothing to remove");
       else process.stdout.write(`gateway down: ${steps.length} change(s) applied\n`);

@@ -2,15 +2,34 @@
 import { Command, CommanderError } from "commander";
 import { errorMessage, UserError } from "../util/errors.js";
 import { log } from "../util/log.js";
-import { registerDoctor } from "./doctor.js";
-import { registerExit } from "./exit.js";
-import { registerGateway } from "./gateway.js";
-import { registerKeys } from "./keys.js";
-import { registerLab } from "./lab.js";
-import { registerMetrics } from "./metrics.js";
-import { registerProxy } from "./proxy.js";
-import { registerRender } from "./render.js";
-import { registerSecrets } from "./secrets.js";
+
+type Register = (program: Command) => void;
+
+/**
+ * Each command's module is imported only when that command runs: loading every part (cloud client, age,
+ * doctor, renderers) for every start would cost most of a second, and the lab and timers start us often.
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  proxy: async () => (await import("./proxy.js")).registerProxy,
+  gateway: async () => (await import("./gateway.js")).registerGateway,
+  keygen: async () => (await import("./keys.js")).registerKeys,
+  pubkey: async () => (await import("./keys.js")).registerKeys,
+  exit: async () => (await import("./exit.js")).registerExit,
+  secrets: async () => (await import("./secrets.js")).registerSecrets,
+  doctor: async () => (await import("./doctor.js")).registerDoctor,
+  render: async () => (await import("./render.js")).registerRender,
+  lab: async () => (await import("./lab.js")).registerLab,
+  metrics: async () => (await import("./metrics.js")).registerMetrics,
+};
+
+/** The command word in argv (skipping the value of --log-level), or undefined for bare help/version. */
+function commandWord(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--log-level") i++;
+    else if (!argv[i].startsWith("-")) return argv[i];
+  }
+  return undefined;
+}
 
 const program = new Command()
   .name("wg-egress")
@@ -24,19 +43,10 @@ const program = new Command()
     if (level) log.level = level;
   });
 
-for (const register of [
-  registerProxy,
-  registerGateway,
-  registerKeys,
-  registerExit,
-  registerSecrets,
-  registerDoctor,
-  registerRender,
-  registerLab,
-  registerMetrics,
-]) {
-  register(program);
-}
+const word = commandWord(process.argv.slice(2));
+const wanted = word && word in COMMANDS ? [COMMANDS[word]] : Object.values(COMMANDS);
+const registers = new Set(await Promise.all(wanted.map((load) => load())));
+for (const register of registers) register(program);
 
 try {
   await program.parseAsync(process.argv);

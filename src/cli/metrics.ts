@@ -1,9 +1,6 @@
 import type { Command } from "commander";
-import { ipCheckOk, observeIps } from "../doctor/ip-check.js";
-import { type IpCheckResult, startGatewayMetrics } from "../metrics/gateway-metrics.js";
+import { startGatewayMetrics } from "../metrics/gateway-metrics.js";
 import { UserError } from "../util/errors.js";
-import { log } from "../util/log.js";
-import { parseHostPort } from "../util/hostport.js";
 import { addConfigOption, configFrom } from "./common.js";
 
 interface MetricsOpts {
@@ -23,24 +20,26 @@ export function registerMetrics(program: Command): void {
       "serve the gateway's WireGuard metrics (prometheus_wireguard_exporter names) and kill-switch state on /metrics until stopped",
     )
     .option("-i, --interface <name>", "WireGuard interface (gateway.interface)")
-    .option("--listen <host:port>", "where to serve /metrics and /healthz (gateway.metrics, default 127.0.0.1:9586)")
+    .option(
+      "--listen <host:port>",
+      "where to serve /metrics and /healthz (gateway.metrics, default 127.0.0.1:9586)",
+    )
     .option("--friendly-name <name>", "friendly_name label for the configured peer (the exit)")
-    .option("--separate-allowed-ips", "allowed_ip_N/allowed_subnet_N labels instead of allowed_ips (upstream -s)")
+    .option(
+      "--separate-allowed-ips",
+      "allowed_ip_N/allowed_subnet_N labels instead of allowed_ips (upstream -s)",
+    )
     .option("--export-remote-ip-and-port", "remote_ip and remote_port labels (upstream -r)")
-    .option("--ip-check-url <url>", "check periodically that this IP echo service sees the exit's IP through the proxy")
+    .option(
+      "--ip-check-url <url>",
+      "check periodically that this IP echo service sees the exit's IP through the proxy",
+    )
     .option("--ip-check-interval <seconds>", "seconds between IP checks", "300")
     .action(async (o: MetricsOpts) => {
       const config = configFrom(o, { "gateway.interface": o.interface, "gateway.metrics": o.listen });
       const interval = Number(o.ipCheckInterval);
-      if (!(interval >= 10)) throw new UserError(`--ip-check-interval: expected seconds >= 10, got "${o.ipCheckInterval}"`);
-      let last: IpCheckResult | null = null;
-      const check = async () => {
-        const seen = await observeIps(config, { url: o.ipCheckUrl! });
-        last = { ok: ipCheckOk(seen), at: Math.floor(Date.now() / 1000) };
-        log.info({ seen, ok: last.ok }, "exit IP check");
-      };
-      const timer = o.ipCheckUrl ? setInterval(() => void check(), interval * 1000) : null;
-      if (o.ipCheckUrl) void check();
+      if (!(interval >= 10))
+        throw new UserError(`--ip-check-interval: expected seconds >= 10, got "${o.ipCheckInterval}"`);
       const peer = config.gateway.peer.publicKey;
       const server = await startGatewayMetrics(config, {
         exporter: {
@@ -48,13 +47,11 @@ export function registerMetrics(program: Command): void {
           exportRemoteIpAndPort: o.exportRemoteIpAndPort,
           friendlyNames: o.friendlyName && peer ? { [peer]: o.friendlyName } : undefined,
         },
-        ipCheck: () => last,
+        ipCheck: o.ipCheckUrl ? { url: o.ipCheckUrl, intervalSeconds: interval } : undefined,
       });
-      const { host, port } = parseHostPort(config.gateway.metrics) as { host: string; port: number };
-      process.stdout.write(`serving http://${host.includes(":") ? `[${host}]` : host}:${port}/metrics\n`);
+      process.stdout.write(`serving http://${config.gateway.metrics}/metrics\n`);
       await new Promise<void>((resolve) => {
         const stop = () => {
-          if (timer) clearInterval(timer);
           server.close(() => resolve());
           server.closeAllConnections();
         };

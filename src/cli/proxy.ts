@@ -125,7 +125,10 @@ async function runProxy(opts: ProxyFlags, cmd: Command): Promise<void> {
     : undefined;
   const metricsAt = metricsServer?.address();
   if (metricsAt && typeof metricsAt === "object") {
-    log.info({ address: formatHostPort({ host: metricsAt.address, port: metricsAt.port }) }, "metrics listening");
+    log.info(
+      { address: formatHostPort({ host: metricsAt.address, port: metricsAt.port }) },
+      "metrics listening",
+    );
   }
   const listenKey = (s: typeof settings) => JSON.stringify(s.listen);
   let drainSeconds = cfg.proxy.drainSeconds;
@@ -162,28 +165,72 @@ export function registerProxy(program: Command): void {
   const cmd = program
     .command("proxy")
     .description("Run the SOCKS5 egress proxy (RFC 1928/1929; HTTP CONNECT on the same port)")
-    .option("--listen <host:port>", "listen address, repeatable; IPv6 as [::1]:1080 (default 127.0.0.1:1080)", collect)
+    .option(
+      "--listen <host:port>",
+      "listen address, repeatable; IPv6 as [::1]:1080 (default 127.0.0.1:1080)",
+      collect,
+    )
     .option("--users <file>", "RFC 1929 users, one name:password per line; makes authentication required")
-    .option("--allow-client <cidr>", "client CIDR allowed to connect, repeatable (default: loopback + listen subnets)", collect)
-    .option("--allow-destination <cidr>", "destination CIDR allowed despite the built-in deny list, repeatable", collect)
+    .option(
+      "--allow-client <cidr>",
+      "client CIDR allowed to connect, repeatable (default: loopback + listen subnets)",
+      collect,
+    )
+    .option(
+      "--allow-destination <cidr>",
+      "destination CIDR allowed despite the built-in deny list, repeatable",
+      collect,
+    )
     .option("--deny-destination <cidr>", "destination CIDR to refuse, repeatable", collect)
     .option("--allow-port <port>", "only these destination ports, repeatable", collectPort)
     .option("--deny-port <port>", "refuse this destination port, repeatable", collectPort)
     .option("--allow-domain <suffix>", "only names under these domains, repeatable", collect)
     .option("--deny-domain <suffix>", "refuse names under this domain, repeatable", collect)
     .option("--metrics <host:port>", "serve /metrics and /healthz here")
-    .option("--dns <server>", "DNS server (IP or IP:port) for destination names, repeatable (default: system resolver)", collect)
+    .option(
+      "--dns <server>",
+      "DNS server (IP or IP:port) for destination names, repeatable (default: system resolver)",
+      collect,
+    )
     .option("--dns-family <family>", "ipv4first | ipv6first | ipv4only | ipv6only | system")
     .option("--dns-timeout <seconds>", "DNS lookup timeout", number("--dns-timeout"))
-    .option("--keepalive <seconds>", "TCP keepalive idle time on both legs (default 60)", number("--keepalive", true))
+    .option(
+      "--keepalive <seconds>",
+      "TCP keepalive idle time on both legs (default 60)",
+      number("--keepalive", true),
+    )
     .option("--no-keepalive", "disable TCP keepalive")
-    .option("--idle-timeout <seconds>", "close relayed connections idle this long (default 0 = never)", number("--idle-timeout"))
-    .option("--handshake-timeout <seconds>", "close clients that do not finish the handshake in time (default 10)", number("--handshake-timeout"))
-    .option("--connect-timeout <seconds>", "outbound connect timeout, reply 0x06 (default 10)", number("--connect-timeout"))
-    .option("--max-connections <n>", "max concurrent client connections (default 10000)", number("--max-connections", true))
-    .option("--max-per-client <n>", "max concurrent connections per client IP (default 1000)", number("--max-per-client", true))
+    .option(
+      "--idle-timeout <seconds>",
+      "close relayed connections idle this long (default 0 = never)",
+      number("--idle-timeout"),
+    )
+    .option(
+      "--handshake-timeout <seconds>",
+      "close clients that do not finish the handshake in time (default 10)",
+      number("--handshake-timeout"),
+    )
+    .option(
+      "--connect-timeout <seconds>",
+      "outbound connect timeout, reply 0x06 (default 10)",
+      number("--connect-timeout"),
+    )
+    .option(
+      "--max-connections <n>",
+      "max concurrent client connections (default 10000)",
+      number("--max-connections", true),
+    )
+    .option(
+      "--max-per-client <n>",
+      "max concurrent connections per client IP (default 1000)",
+      number("--max-per-client", true),
+    )
     .option("--no-http-connect", "do not serve HTTP CONNECT on the SOCKS port")
-    .option("--drain <seconds>", "on SIGTERM, wait this long for open connections (default 30)", number("--drain"))
+    .option(
+      "--drain <seconds>",
+      "on SIGTERM, wait this long for open connections (default 30)",
+      number("--drain"),
+    )
     .addHelpText("after", HELP)
     .action((opts: ProxyFlags, command: Command) => runProxy(opts, command));
   addConfigOption(cmd);

@@ -20,6 +20,22 @@ export const exitSchema = z
     sshAllowFrom: z.array(cidr).default([]),
     /** How the current home IP is detected (first that answers wins). */
     homeIpUrls: z.array(z.url()).default(["https://api.ipify.org", "https://ifconfig.me/ip"]),
+    /** A BYO exit reached over SSH (`exit install`, and `secrets rotate` updates it this way). */
+    ssh: z
+      .object({
+        /** USER@HOST of the exit; unset = no SSH-managed exit. */
+        target: z.string().optional(),
+        port: port.default(22),
+        identityFile: z.string().optional(),
+        /** Extra `ssh -o` options, e.g. UserKnownHostsFile=/etc/wg-egress/known_hosts. */
+        options: z.array(z.string()).default([]),
+        /** Where the exit's files (setup.sh, wg and nft config) live on the remote host. */
+        dir: z.string().startsWith("/").default("/etc/wg-egress"),
+        /** Also install the boot unit, SSH hardening, authorized keys and unattended upgrades. */
+        system: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
     hetzner: z
       .object({
         serverName: z.string().default("wg-exit"),
@@ -31,6 +47,7 @@ export const exitSchema = z
         labels: z.record(z.string(), z.string()).default({ "managed-by": "wg-egress" }),
         sshKeyNames: z.array(z.string()).default([]),
       })
+      .strict()
       .prefault({}),
   })
   .strict();

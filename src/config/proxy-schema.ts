@@ -1,7 +1,10 @@
 import { z } from "zod";
 import { cidr, hostPort, port, seconds } from "./types.js";
 
-export const userSchema = z.object({ name: z.string().min(1).max(255), password: z.string().min(1).max(255) });
+export const userSchema = z.object({
+  name: z.string().min(1).max(255),
+  password: z.string().min(1).max(255),
+});
 
 export const proxySchema = z
   .object({

@@ -19,14 +19,19 @@ export function interfaceCheck(st: GatewayStatus): CheckResult {
   if (!st.implementation)
     return fail(name, `${st.interface} exists but is not WireGuard`, "remove it or set gateway.interface");
   if (!st.linkUp)
-    return fail(name, `${st.interface} (${st.implementation}) is down`, `ip link set ${st.interface} up, or ${UP}`);
+    return fail(
+      name,
+      `${st.interface} (${st.implementation}) is down`,
+      `ip link set ${st.interface} up, or ${UP}`,
+    );
   return pass(name, `${st.interface} is up (${st.implementation})`);
 }
 
 export function handshakeCheck(st: GatewayStatus): CheckResult {
   const name = "tunnel handshake";
   const hint = "see 'exit reachable'; `wg show` on the exit should list this gateway's key";
-  if (!st.peer) return fail(name, `${st.interface} has no peer`, `set gateway.peer in the config, then ${UP}`);
+  if (!st.peer)
+    return fail(name, `${st.interface} has no peer`, `set gateway.peer in the config, then ${UP}`);
   const age = st.peer.handshakeAgeSeconds;
   if (age === null) return fail(name, "no handshake ever", hint);
   if (age < 150) return pass(name, `latest handshake ${age} s ago`);
@@ -40,12 +45,17 @@ export function exitReachableCheck(st: GatewayStatus, endpoint: string | undefin
   const where = st.peer?.endpoint ?? endpoint ?? "(no endpoint)";
   if (!st.peer) return fail(name, "no peer configured", "set gateway.peer.endpoint and publicKey");
   const age = st.peer.handshakeAgeSeconds;
-  if (age !== null && age < 150) return pass(name, `handshake with ${where} ${age} s ago: UDP works both ways`);
+  if (age !== null && age < 150)
+    return pass(name, `handshake with ${where} ${age} s ago: UDP works both ways`);
   const port = /:(\d+)$/.exec(where)?.[1] ?? "51820";
   const fix = `check that the exit runs (wg show on it), that its firewall (e.g. the Hetzner firewall) allows UDP ${port} in, and that gateway.peer.publicKey is the exit's key`;
   if (st.peer.txBytes > 0 && st.peer.rxBytes === 0)
     return fail(name, `sent ${st.peer.txBytes} B to ${where}, received nothing`, fix);
-  return fail(name, `no recent handshake with ${where} (sent ${st.peer.txBytes} B, received ${st.peer.rxBytes} B)`, fix);
+  return fail(
+    name,
+    `no recent handshake with ${where} (sent ${st.peer.txBytes} B, received ${st.peer.rxBytes} B)`,
+    fix,
+  );
 }
 
 export function routeCheck(st: GatewayStatus, p: DataPath): CheckResult {
@@ -56,7 +66,10 @@ export function routeCheck(st: GatewayStatus, p: DataPath): CheckResult {
       `no "default dev ${p.ifname}" in table ${p.table} (ip route show table ${p.table})`,
       `${UP} (re-adds it; an interface restart removes it)`,
     );
-  return pass(name, `default dev ${p.ifname} in table ${p.table}${st.route.tunnel6 ? " (IPv4 and IPv6)" : " (IPv4)"}`);
+  return pass(
+    name,
+    `default dev ${p.ifname} in table ${p.table}${st.route.tunnel6 ? " (IPv4 and IPv6)" : " (IPv4)"}`,
+  );
 }
 
 export function ruleCheck(st: GatewayStatus, p: DataPath): CheckResult {
@@ -68,24 +81,28 @@ export function ruleCheck(st: GatewayStatus, p: DataPath): CheckResult {
       `missing ${missing.join(" and ")} rules (want: priority ${p.rulePriority} fwmark ${hex(p.fwmark)} lookup ${p.table}, and the uid ${p.uid} rules)`,
       UP,
     );
-  return pass(name, `fwmark ${hex(p.fwmark)} lookup ${p.table} and uid ${p.uid} rules present (IPv4 and IPv6)`);
+  return pass(
+    name,
+    `fwmark ${hex(p.fwmark)} lookup ${p.table} and uid ${p.uid} rules present (IPv4 and IPv6)`,
+  );
 }
 
 /** `nft list chain inet wg-egress mark_proxy`: is the proxy user's traffic marked with our mark? */
 export function markRuleCheck(chainText: string | null, p: DataPath): CheckResult {
   const name = "nft mark rule";
-  if (chainText === null)
-    return fail(name, "table inet wg-egress or its chain mark_proxy is missing", UP);
-  const marks = chainText
-    .split("\n")
-    .filter((l) => /meta skuid /.test(l) && /meta mark set/.test(l));
+  if (chainText === null) return fail(name, "table inet wg-egress or its chain mark_proxy is missing", UP);
+  const marks = chainText.split("\n").filter((l) => /meta skuid /.test(l) && /meta mark set/.test(l));
   const ok = marks.some(
-    (l) => new RegExp(`meta skuid ${p.uid}\\b`).test(l) && Number(/meta mark set (0x[0-9a-f]+|\d+)/.exec(l)?.[1]) === p.fwmark,
+    (l) =>
+      new RegExp(`meta skuid ${p.uid}\\b`).test(l) &&
+      Number(/meta mark set (0x[0-9a-f]+|\d+)/.exec(l)?.[1]) === p.fwmark,
   );
   if (!ok)
     return fail(
       name,
-      marks.length ? `marks other traffic: ${marks.map((l) => l.trim()).join("; ")}` : "no rule marks the proxy's packets",
+      marks.length
+        ? `marks other traffic: ${marks.map((l) => l.trim()).join("; ")}`
+        : "no rule marks the proxy's packets",
       `the proxy's uid is ${p.uid} and the mark ${hex(p.fwmark)}: check gateway.proxyUid/fwmark, then ${UP}`,
     );
   return pass(name, `meta skuid ${p.uid} … meta mark set ${hex(p.fwmark)}`);
@@ -162,7 +179,11 @@ export function proxyListenCheck(listeners: readonly Listener[], wanted: readonl
       "start the proxy (systemctl start wg-egress-proxy, or wg-egress proxy --config <file>); check its log",
     );
   if (wanted.some((w) => WILDCARD.has(w.host)))
-    return warn(name, `listening on ${shown(wanted)}: all addresses`, "set proxy.listen to the LAN address, e.g. 10.1.0.1:1080");
+    return warn(
+      name,
+      `listening on ${shown(wanted)}: all addresses`,
+      "set proxy.listen to the LAN address, e.g. 10.1.0.1:1080",
+    );
   return pass(name, `listening on ${shown(wanted)} only`);
 }
 
@@ -188,7 +209,11 @@ export function proxyUserCheck(
       `run the proxy as ${who} (systemd User=), or set gateway.proxyUid to its uid and re-run ${UP}`,
     );
   if (!user)
-    return warn(name, `no user with uid ${uid} in /etc/passwd`, `create a system user with uid ${uid} (e.g. useradd -r -u ${uid} wg-egress-proxy)`);
+    return warn(
+      name,
+      `no user with uid ${uid} in /etc/passwd`,
+      `create a system user with uid ${uid} (e.g. useradd -r -u ${uid} wg-egress-proxy)`,
+    );
   return pass(name, mine.length ? `${who} owns the listening socket` : `${who} exists`);
 }
 
@@ -198,7 +223,8 @@ export function proxyUserCheck(
  */
 export function dnsCheck(resolvConf: string | null, proxyDnsServers: readonly string[]): CheckResult {
   const name = "DNS through the tunnel";
-  if (proxyDnsServers.length) return pass(name, `the proxy asks ${proxyDnsServers.join(", ")} itself (marked, through the tunnel)`);
+  if (proxyDnsServers.length)
+    return pass(name, `the proxy asks ${proxyDnsServers.join(", ")} itself (marked, through the tunnel)`);
   const servers = [...(resolvConf ?? "").matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]);
   const local = servers.filter((s) => isIP(s) && ipaddr.process(s).range() === "loopback");
   if (!servers.length) return warn(name, "no nameserver in /etc/resolv.conf", "set proxy.dns.servers");
@@ -208,5 +234,8 @@ export function dnsCheck(resolvConf: string | null, proxyDnsServers: readonly st
       `the system resolver is ${local.join(", ")} (a local stub): its upstream queries leave via the home line`,
       "set proxy.dns.servers (e.g. [1.1.1.1, 9.9.9.9]) so the proxy's own queries go through the tunnel",
     );
-  return pass(name, `the proxy's queries to ${servers.join(", ")} are its own packets (marked, through the tunnel)`);
+  return pass(
+    name,
+    `the proxy's queries to ${servers.join(", ")} are its own packets (marked, through the tunnel)`,
+  );
 }

@@ -1,5 +1,5 @@
 import { lookup } from "node:dns/promises";
-import { connect as tcpConnect, isIP, type Socket } from "node:net";
+import { isIP, type Socket, connect as tcpConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import type { Config } from "../config/schema.js";
 import { errorMessage } from "../util/errors.js";
@@ -24,9 +24,13 @@ export async function httpGet(url: string, dial: Dial, timeoutMs: number): Promi
   const host = u.hostname.replace(/^\[|\]$/g, "");
   const raw = await dial(host, Number(u.port || (https ? 443 : 80)));
   const sock = https ? tlsConnect({ socket: raw, servername: isIP(host) ? undefined : host }) : raw;
-  sock.setTimeout(timeoutMs, () => sock.destroy(new Error(`no answer from ${u.host} within ${timeoutMs} ms`)));
+  sock.setTimeout(timeoutMs, () =>
+    sock.destroy(new Error(`no answer from ${u.host} within ${timeoutMs} ms`)),
+  );
   // HTTP/1.0: no chunked encoding to undo; some echo services only answer curl with plain text.
-  sock.write(`GET ${u.pathname}${u.search} HTTP/1.0\r\nHost: ${u.host}\r\nUser-Agent: curl/8 (wg-egress doctor)\r\nAccept: text/plain\r\n\r\n`);
+  sock.write(
+    `GET ${u.pathname}${u.search} HTTP/1.0\r\nHost: ${u.host}\r\nUser-Agent: curl/8 (wg-egress doctor)\r\nAccept: text/plain\r\n\r\n`,
+  );
   const chunks: Buffer[] = [];
   let size = 0;
   await new Promise<void>((resolve, reject) => {
@@ -35,7 +39,10 @@ export async function httpGet(url: string, dial: Dial, timeoutMs: number): Promi
       if (size > BODY_LIMIT) sock.destroy(new Error(`answer from ${u.host} larger than ${BODY_LIMIT} bytes`));
       else chunks.push(d);
     });
-    sock.once("end", resolve).once("close", () => resolve()).once("error", reject);
+    sock
+      .once("end", resolve)
+      .once("close", () => resolve())
+      .once("error", reject);
   });
   const text = Buffer.concat(chunks).toString("utf8");
   const status = Number(/^HTTP\/\d\.\d (\d{3})/.exec(text)?.[1]);
@@ -111,7 +118,9 @@ export function exitIpCheck(o: IpObservation): CheckResult {
     return fail(
       name,
       `request through the proxy failed: ${o.proxied.error}`,
-      "if the tunnel is down the kill switch refuses it (good, no leak): fix the tunnel first; else check the proxy log",
+      /ECONNRESET|closed the connection/.test(o.proxied.error)
+        ? "the proxy dropped this host before answering: add the gateway's own address to proxy.allowClients (--allow-client), or run doctor where the proxy admits it"
+        : "with the tunnel or a rule broken the path fails closed (no leak): fix the failing checks above first; else see the proxy log",
     );
   const got = o.proxied.ip;
   const about = `${o.url} sees ${got} through the proxy, ${direct ?? `direct failed (${"error" in o.direct ? o.direct.error : ""})`} directly`;

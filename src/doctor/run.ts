@@ -25,8 +25,9 @@ import { exitIpCheck, observeIps, skippedIpCheck } from "./ip-check.js";
 /** Gathers what the checks look at (side effects only here), then runs every check in the seed's order. */
 
 export interface DoctorOptions {
-  /** IP echo service; null = skip the decisive check. */
+  /** IP echo service; null = skip the decisive check (saying why: `skipReason`). */
   ipEchoUrl: string | null;
+  skipReason?: string;
   /** The proxy address to test; default proxy.listen[0]. */
   proxy?: HostPort;
   timeoutMs?: number;
@@ -81,7 +82,9 @@ export async function runDoctor(config: Config, opts: DoctorOptions): Promise<Ch
   const [tunnel, ss, ips] = await Promise.all([
     tunnelChecks(config, uid),
     run("ss", ["-Hltne"], { allowFail: true }),
-    opts.ipEchoUrl ? observeIps(config, { url: opts.ipEchoUrl, proxy: opts.proxy, timeoutMs: opts.timeoutMs }) : null,
+    opts.ipEchoUrl
+      ? observeIps(config, { url: opts.ipEchoUrl, proxy: opts.proxy, timeoutMs: opts.timeoutMs })
+      : null,
   ]);
   const listeners = parseSsListeners(ss.stdout);
   return [
@@ -89,6 +92,8 @@ export async function runDoctor(config: Config, opts: DoctorOptions): Promise<Ch
     proxyListenCheck(listeners, wanted),
     proxyUserCheck(listeners, wanted, uid, readOrNull("/etc/passwd")),
     dnsCheck(readOrNull("/etc/resolv.conf"), config.proxy.dns.servers),
-    ips ? exitIpCheck(ips) : skippedIpCheck("no IP echo URL: pass --ip-echo-url (or set exit.homeIpUrls)"),
+    ips
+      ? exitIpCheck(ips)
+      : skippedIpCheck(opts.skipReason ?? "no IP echo URL: pass --ip-echo-url (or set exit.homeIpUrls)"),
   ];
 }

@@ -422,7 +422,7 @@ export function planUp(spec: UpSpec, s: GatewayState): Step[] {
         why: "address no longer configured",
       });
 
-  if (!s.link || !s.link.up || s.link.mtu !== spec.mtu)
+  if (!s.link?.up || s.link.mtu !== spec.mtu)
     steps.push({
       kind: "run",
       cmd: "ip",
@@ -432,7 +432,7 @@ export function planUp(spec: UpSpec, s: GatewayState): Step[] {
 
   // Link down/up deletes this route and nothing puts it back by itself (finding 4): always check it.
   const src = spec.address.split("/")[0];
-  if (!s.link || !s.link.up || !s.routes4.some(isTunnelDefault(spec.ifname)))
+  if (!s.link?.up || !s.routes4.some(isTunnelDefault(spec.ifname)))
     steps.push({
       kind: "run",
       cmd: "ip",

@@ -49,7 +49,7 @@ export function pidsInNamespace(ns: string): number[] {
   return pids;
 }
 
-/** TERM, then KILL after a bounded wait; zombies count as stopped (finding 13). */
+/** TERM, then KILL after a second (the proxy would drain for drainSeconds); zombies count as stopped (finding 13). */
 export async function stopPids(pids: number[]): Promise<void> {
   const signal = (pid: number, sig: NodeJS.Signals) => {
     try {
@@ -59,6 +59,6 @@ export async function stopPids(pids: number[]): Promise<void> {
     }
   };
   for (const pid of pids) signal(pid, "SIGTERM");
-  for (const pid of pids) if (!(await waitStopped(pid, 3000))) signal(pid, "SIGKILL");
+  for (const pid of pids) if (!(await waitStopped(pid, 1000))) signal(pid, "SIGKILL");
   for (const pid of pids) await waitStopped(pid, 3000);
 }

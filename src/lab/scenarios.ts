@@ -1,3 +1,4 @@
+import { NFT_TABLE, UNREACHABLE_METRIC } from "../gateway/plan.js";
 import { findUserspacePid } from "../gateway/wireguard.js";
 import { errorMessage } from "../util/errors.js";
 import { labDown, labLeftovers } from "./down.js";
@@ -37,9 +38,10 @@ function expectEqual(what: string, got: unknown, want: unknown): void {
   if (got !== want) throw new Error(`${what}: expected ${JSON.stringify(want)}, got ${JSON.stringify(got)}`);
 }
 
-async function viaExit(): Promise<void> {
+async function viaExit(): Promise<string> {
   expectEqual("pod via proxy sees", await whoAmI(NS.pod, PROXY_PORT), ADDR.exitPublic);
   expectEqual("gateway's own traffic sees", await whoAmI(NS.gw), ADDR.gwWan);
+  return `pod sees ${ADDR.exitPublic}, gateway sees ${ADDR.gwWan}`;
 }
 
 async function leakCount(): Promise<number> {
@@ -67,12 +69,17 @@ const breaks: Break[] = [
     repair: () => cli(NS.gw, ["gateway", "up"]),
   },
   {
-    name: "wireguard-go killed",
+    // With kernel WireGuard there is no daemon to kill: the interface disappears instead.
+    name: "wireguard-go killed (kernel: interface deleted)",
     brk: async () => {
       const pid = findUserspacePid(GW_IF);
-      if (pid === null) throw new Error("no wireguard-go for the gateway");
-      process.kill(pid, "SIGKILL");
-      await waitFor("wireguard-go gone", 5000, async () => findUserspacePid(GW_IF) === null);
+      if (pid === null) await inNs(NS.gw, ["ip", "link", "del", GW_IF]);
+      else process.kill(pid, "SIGKILL");
+      await waitFor(
+        "tunnel interface gone",
+        5000,
+        async () => (await inNs(NS.gw, ["ip", "link", "show", GW_IF], { allowFail: true })).code !== 0,
+      );
     },
     repair: () => cli(NS.gw, ["gateway", "up"]),
   },
@@ -100,14 +107,51 @@ async function killSwitch(): Promise<string> {
     }
     const failedIn = (Date.now() - t0) / 2000;
     const leaked = (await leakCount()) - before;
-    if (leaked !== 0) throw new Error(`${b.name}: ${leaked} packet(s) from the home WAN address reached the internet`);
+    if (leaked !== 0)
+      throw new Error(`${b.name}: ${leaked} packet(s) from the home WAN address reached the internet`);
     const t1 = Date.now();
     await b.repair();
-    await waitFor(`recovery after "${b.name}"`, 30_000, async () => (await whoAmI(NS.pod, PROXY_PORT, 2)) === ADDR.exitPublic);
-    notes.push(`${b.name}: request failed in ${failedIn.toFixed(1)} s, 0 leaked, recovered in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+    await waitFor(
+      `recovery after "${b.name}"`,
+      30_000,
+      async () => (await whoAmI(NS.pod, PROXY_PORT, 2)) === ADDR.exitPublic,
+    );
+    notes.push(
+      `${b.name}: request failed in ${failedIn.toFixed(1)} s, 0 leaked, recovered in ${((Date.now() - t1) / 1000).toFixed(1)} s`,
+    );
   }
   expectEqual("proxy PIDs (not restarted)", proxyPids().join(","), proxiesBefore);
+  notes.push(await seedLeakControl());
   return notes.join("; ");
+}
+
+/**
+ * Control: without our kill switch (no unreachable route, no nft table: the seed design) the same break
+ * leaks the home address (finding 4) — so the zero counts above are the kill switch's doing.
+ */
+async function seedLeakControl(): Promise<string> {
+  await inNs(NS.gw, [
+    "ip",
+    "route",
+    "del",
+    "unreachable",
+    "default",
+    "metric",
+    String(UNREACHABLE_METRIC),
+    "table",
+    "51820",
+  ]);
+  await inNs(NS.gw, ["nft", "delete", "table", "inet", NFT_TABLE]);
+  await inNs(NS.gw, ["ip", "link", "set", GW_IF, "down"]);
+  const seen = await whoAmI(NS.pod, PROXY_PORT, 4);
+  await cli(NS.gw, ["gateway", "up"]);
+  expectEqual("control without kill switch: the pod sees", seen, ADDR.gwWan);
+  await waitFor(
+    "recovery after the control",
+    30_000,
+    async () => (await whoAmI(NS.pod, PROXY_PORT, 2)) === ADDR.exitPublic,
+  );
+  return `control without kill switch leaked ${seen} as expected`;
 }
 
 async function idle(port: number, seconds: number) {
@@ -149,8 +193,7 @@ async function idleSurvival(): Promise<string> {
 async function forbidden(): Promise<string> {
   const targets: [string, number][] = [
     ["127.0.0.1", HTTP_PORT],
-    [ADDR.gwLan, 22],
-    [ADDR.gwWan, HTTP_PORT],
+    [ADDR.gwLan, PROXY_PORT],
     ["169.254.169.254", HTTP_PORT],
   ];
   for (const [ip, port] of targets)
@@ -158,13 +201,14 @@ async function forbidden(): Promise<string> {
   return targets.map(([ip]) => ip).join(", ");
 }
 
-async function downClean(): Promise<void> {
+async function downClean(): Promise<string> {
   await labDown();
   const left = await labLeftovers();
   if (left.length) throw new Error(`left behind: ${left.join(", ")}`);
+  return "no namespace, interface, process, socket or state dir left";
 }
 
-export const SCENARIOS: { name: string; run: () => Promise<string | void> }[] = [
+export const SCENARIOS: { name: string; run: () => Promise<string> }[] = [
   { name: "1 pod egress via the exit, gateway via home WAN", run: viaExit },
   { name: "4 forbidden destinations refused", run: forbidden },
   { name: "3 idle connection survival (keepalive on vs off)", run: idleSurvival },
@@ -183,7 +227,7 @@ export async function runScenarios(
     const t0 = Date.now();
     try {
       const note = await s.run();
-      out(`PASS ${s.name} (${((Date.now() - t0) / 1000).toFixed(1)} s)${note ? `: ${note}` : ""}`);
+      out(`PASS ${s.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${note}`);
     } catch (e) {
       ok = false;
       out(`FAIL ${s.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${errorMessage(e)}`);

@@ -148,7 +148,8 @@ export function labConfig(keys: { gatewayPublic: string; exitPublic: string }): 
       gatewayPublicKey: keys.gatewayPublic,
       gatewayAllowedIps: [`${ADDR.gwTunnel}/32`],
     },
-    proxy: { listen: [`${ADDR.gwLan}:${PROXY_PORT}`] },
+    // The lab's internet lives in documentation ranges, which the proxy refuses by default: allow the server only.
+    proxy: { listen: [`${ADDR.gwLan}:${PROXY_PORT}`], destinations: { allow: [`${ADDR.server}/32`] } },
   };
 }
 

@@ -43,7 +43,6 @@ export function startProxy(port: number, keepalive: boolean): number {
     `--regid=${PROXY_UID}`,
     "--clear-groups",
     "--",
-    ...(process.env.WGELAB_MICROSOCKS ? ["microsocks", "-i", ADDR.gwLan, "-p", String(port)] : [
     process.execPath,
     MAIN_JS,
     "proxy",
@@ -51,9 +50,7 @@ export function startProxy(port: number, keepalive: boolean): number {
     CONFIG_FILE,
     "--listen",
     `${ADDR.gwLan}:${port}`,
-    "--allow-client",
-    `${ADDR.pod}/32`,
-    ...(keepalive ? ["--keepalive", String(PROXY_KEEPALIVE_SECONDS)] : ["--no-keepalive"])]),
+    ...(keepalive ? ["--keepalive", String(PROXY_KEEPALIVE_SECONDS)] : ["--no-keepalive"]),
   ];
   return startDaemon(NS.gw, argv, `${STATE_DIR}/proxy-${port}.log`);
 }

@@ -1,6 +1,7 @@
 import type { Server } from "node:http";
 import { type Metric, Registry } from "prom-client";
 import type { Config } from "../config/schema.js";
+import { ipCheckOk, observeIps } from "../doctor/ip-check.js";
 import { resolveProxyUid } from "../gateway/apply.js";
 import { dataPathOf } from "../gateway/plan.js";
 import { type GatewayStatus, observe, summarize } from "../gateway/status.js";
@@ -92,10 +93,7 @@ export function gatewayFamilies(snap: GatewaySnapshot, opts: ExporterOptions = {
  * Custom metric objects because the label names depend on the peers (`-s` mode) and counters are
  * set to absolute values read from the kernel.
  */
-export function snapshotRegistry(
-  families: readonly Shape[],
-  produce: () => Promise<Family[]>,
-): Registry {
+export function snapshotRegistry(families: readonly Shape[], produce: () => Promise<Family[]>): Registry {
   const registry = new Registry();
   let inflight: Promise<Family[]> | null = null;
   const current = () => {
@@ -125,12 +123,28 @@ export interface GatewayMetricsOptions {
   /** Overrides gateway.metrics. */
   listen?: HostPort;
   exporter?: ExporterOptions;
-  /** Latest exit IP check; the caller runs the checks (see cli/metrics.ts). */
-  ipCheck?: () => IpCheckResult | null;
+  /** Repeat doctor's exit IP check through the proxy (an IP echo URL) every intervalSeconds. */
+  ipCheck?: { url: string; intervalSeconds: number };
+}
+
+/** Runs the exit IP check now and then every interval; `latest()` is the last result. */
+function periodicIpCheck(config: Config, url: string, intervalSeconds: number) {
+  let last: IpCheckResult | null = null;
+  const check = async () => {
+    const seen = await observeIps(config, { url });
+    last = { ok: ipCheckOk(seen), at: Math.floor(Date.now() / 1000) };
+    log.info({ seen, ok: last.ok }, "exit IP check");
+  };
+  void check();
+  const timer = setInterval(() => void check(), intervalSeconds * 1000);
+  return { latest: () => last, stop: () => clearInterval(timer) };
 }
 
 /** Reads the gateway once: interface, wg dump, rules, routes, nft (through the gateway's own reader). */
-export async function gatewaySnapshot(config: Config, ipCheck: IpCheckResult | null): Promise<GatewaySnapshot> {
+export async function gatewaySnapshot(
+  config: Config,
+  ipCheck: IpCheckResult | null,
+): Promise<GatewaySnapshot> {
   const p = dataPathOf(config.gateway, resolveProxyUid(config.gateway));
   const state = await observe(p);
   const nowSeconds = Math.floor(Date.now() / 1000);
@@ -144,16 +158,27 @@ export async function gatewaySnapshot(config: Config, ipCheck: IpCheckResult | n
 
 /**
  * Serves /metrics (prometheus_wireguard_exporter's port 9586 by default) and /healthz (503 when the
- * tunnel is down) for a long-running command; returns the listening server (close it to stop).
+ * tunnel is down) for a long-running command; returns the listening server (close it to stop; that
+ * also stops the IP checks).
  */
 export async function startGatewayMetrics(config: Config, opts: GatewayMetricsOptions = {}): Promise<Server> {
   const listen = opts.listen ?? (parseHostPort(config.gateway.metrics) as HostPort);
-  const snapshot = () => gatewaySnapshot(config, opts.ipCheck?.() ?? null);
-  const registry = snapshotRegistry(GATEWAY_FAMILIES, async () => gatewayFamilies(await snapshot(), opts.exporter));
+  const ip = opts.ipCheck ? periodicIpCheck(config, opts.ipCheck.url, opts.ipCheck.intervalSeconds) : null;
+  const snapshot = () => gatewaySnapshot(config, ip?.latest() ?? null);
+  const registry = snapshotRegistry(GATEWAY_FAMILIES, async () =>
+    gatewayFamilies(await snapshot(), opts.exporter),
+  );
   const server = await serveMetrics(listen, registry, async () => {
     const { status } = await snapshot();
-    return { ok: status.verdict !== "down", detail: { verdict: status.verdict, interface: status.interface } };
+    return {
+      ok: status.verdict !== "down",
+      detail: { verdict: status.verdict, interface: status.interface },
+    };
+  }).catch((e) => {
+    ip?.stop();
+    throw e;
   });
+  server.once("close", () => ip?.stop());
   log.info({ listen, interface: config.gateway.interface }, "serving WireGuard metrics");
   return server;
 }

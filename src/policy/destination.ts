@@ -77,7 +77,8 @@ export class DestinationPolicy {
 
   checkPort(port: number): string | undefined {
     if (this.denyPorts.has(port)) return `port ${port} is denied`;
-    if (this.allowPorts.size > 0 && !this.allowPorts.has(port)) return `port ${port} is not in the allowed ports`;
+    if (this.allowPorts.size > 0 && !this.allowPorts.has(port))
+      return `port ${port} is not in the allowed ports`;
     return undefined;
   }
 
@@ -85,7 +86,8 @@ export class DestinationPolicy {
   checkName(name: string): string | undefined {
     const n = normalizeSuffix(name);
     if (underAny(n, this.denyDomains)) return `${n} is under a denied domain`;
-    if (this.allowDomains.length > 0 && !underAny(n, this.allowDomains)) return `${n} is not under an allowed domain`;
+    if (this.allowDomains.length > 0 && !underAny(n, this.allowDomains))
+      return `${n} is not under an allowed domain`;
     return undefined;
   }
 
@@ -97,7 +99,8 @@ export class DestinationPolicy {
       const what = BUILTIN.find((e) => matches(e.list, ip))?.what;
       return `${ip} is ${what} (allow it with --allow-destination)`;
     }
-    if (matches(this.ownList(), ip)) return `${ip} is an address of this gateway (allow it with --allow-destination)`;
+    if (matches(this.ownList(), ip))
+      return `${ip} is an address of this gateway (allow it with --allow-destination)`;
     return undefined;
   }
 

@@ -47,6 +47,9 @@ const HARDENING: Directives = [
   ["RestrictSUIDSGID", "yes"],
   ["LockPersonality", "yes"],
   ["SystemCallArchitectures", "native"],
+  ["SystemCallFilter", "@system-service"],
+  ["SystemCallErrorNumber", "EPERM"],
+  ["UMask", "0077"],
 ];
 
 /** The proxy user: gateway.proxyUser when named, else our fixed system user with gateway.proxyUid. */
@@ -115,6 +118,7 @@ export function serviceSpecs(config: Config): ServiceSpec[] {
         ["PrivateDevices", "yes"],
         ["ProtectKernelTunables", "yes"],
         ["ProtectKernelLogs", "yes"],
+        ["ProtectProc", "invisible"],
         ["RestrictAddressFamilies", "AF_UNIX AF_NETLINK AF_INET AF_INET6"],
         ...HARDENING,
       ],

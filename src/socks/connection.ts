@@ -28,7 +28,16 @@ const CONN = Symbol("connection");
 type Tagged = Socket & { [CONN]?: Connection };
 
 /** Handshake stages, in order; everything before Connecting still parses client bytes. */
-const S = { Start: 0, Greeting: 1, Auth: 2, Request: 3, Http: 4, Connecting: 5, Relaying: 6, Done: 7 } as const;
+const S = {
+  Start: 0,
+  Greeting: 1,
+  Auth: 2,
+  Request: 3,
+  Http: 4,
+  Connecting: 5,
+  Relaying: 6,
+  Done: 7,
+} as const;
 type Stage = (typeof S)[keyof typeof S];
 
 /** Destinations with several addresses: try at most this many before giving up. */
@@ -187,7 +196,8 @@ export class Connection {
 
   /** Users configured → username/password required; none → no auth (or accept any credentials). */
   private chooseMethod(methods: number[]): number {
-    if (this.settings.users.size > 0) return methods.includes(METHOD.userPass) ? METHOD.userPass : METHOD.noAcceptable;
+    if (this.settings.users.size > 0)
+      return methods.includes(METHOD.userPass) ? METHOD.userPass : METHOD.noAcceptable;
     if (methods.includes(METHOD.noAuth)) return METHOD.noAuth;
     return methods.includes(METHOD.userPass) ? METHOD.userPass : METHOD.noAcceptable;
   }

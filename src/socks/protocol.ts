@@ -91,7 +91,8 @@ export function parseAuthRequest(buf: Uint8Array, offset = 0): Parsed<Credential
 export function serializeAuthRequest({ username, password }: Credentials): Buffer {
   const u = Buffer.from(username, "utf8");
   const p = Buffer.from(password, "utf8");
-  if (u.length > 255 || p.length > 255) throw new RangeError("username and password are limited to 255 bytes");
+  if (u.length > 255 || p.length > 255)
+    throw new RangeError("username and password are limited to 255 bytes");
   return Buffer.concat([Buffer.from([AUTH_VERSION, u.length]), u, Buffer.from([p.length]), p]);
 }
 
@@ -169,7 +170,8 @@ export function serializeAddressMessage(code: number, host: string, port: number
     at = 20;
   } else {
     const name = Buffer.from(host, "latin1");
-    if (name.length < 1 || name.length > 255) throw new RangeError(`domain name must be 1-255 bytes: "${host}"`);
+    if (name.length < 1 || name.length > 255)
+      throw new RangeError(`domain name must be 1-255 bytes: "${host}"`);
     out = Buffer.allocUnsafe(7 + name.length);
     out[3] = ATYP.domain;
     out[4] = name.length;
@@ -193,7 +195,10 @@ const FAILURE_REPLIES = new Map<number, Buffer>();
 export function serializeReply(rep: number, host = "0.0.0.0", port = 0): Buffer {
   if (host === "0.0.0.0" && port === 0) {
     let b = FAILURE_REPLIES.get(rep);
-    if (!b) FAILURE_REPLIES.set(rep, (b = serializeAddressMessage(rep, host, port)));
+    if (!b) {
+      b = serializeAddressMessage(rep, host, port);
+      FAILURE_REPLIES.set(rep, b);
+    }
     return b;
   }
   return serializeAddressMessage(rep, host, port);

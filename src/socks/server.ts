@@ -26,7 +26,7 @@ function listenFix(code: string | undefined, at: string): string {
 }
 
 function resultOf(conn: Connection): string {
-  if (conn.reply === REP.succeeded) return "ok";
+  if (conn.reply === REP.succeeded) return conn.outcome ?? "ok"; // or how we ended it: idle_timeout, shutdown
   if (conn.reply === REP.notAllowed) return "refused";
   if (conn.reply >= 0) return "failed";
   return conn.outcome ?? "closed";

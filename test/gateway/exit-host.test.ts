@@ -14,10 +14,13 @@ const exitOf = (exit: Record<string, unknown> = {}) => parseConfig({ exit }).exi
 
 test("renders wg config, firewall, sysctls and a script from the exit config", () => {
   const priv = generatePrivateKey();
-  const h = renderExitHost(exitOf({ publicInterface: "ens3", sshAllowFrom: ["198.51.100.2/32", "2001:db8::/32"] }), {
-    privateKey: priv,
-    gatewayPublicKey: GW_PUB,
-  });
+  const h = renderExitHost(
+    exitOf({ publicInterface: "ens3", sshAllowFrom: ["198.51.100.2/32", "2001:db8::/32"] }),
+    {
+      privateKey: priv,
+      gatewayPublicKey: GW_PUB,
+    },
+  );
   assert.match(h.wgConfig, new RegExp(`PrivateKey = ${priv.replace(/[+/]/g, "\\$&")}\\nListenPort = 51820`));
   assert.match(h.wgConfig, /AllowedIPs = 10\.100\.0\.2\/32/);
   assert.match(h.nftRuleset, /hook input priority filter; policy drop;/);
@@ -27,23 +30,35 @@ test("renders wg config, firewall, sysctls and a script from the exit config", (
   assert.match(h.nftRuleset, /iifname "wg0" oifname "ens3" accept/);
   assert.match(h.nftRuleset, /iifname "wg0" oifname "ens3" masquerade/);
   assert.deepEqual(h.sysctls, { "net.ipv4.ip_forward": "1" });
-  assert.deepEqual(renderExitHost(exitOf({ address6: "fd00:100::1/64" }), { privateKey: priv, gatewayPublicKey: GW_PUB }).sysctls, {
-    "net.ipv4.ip_forward": "1",
-    "net.ipv6.conf.all.forwarding": "1",
-  });
-  assert.ok(h.setupScript.indexOf("nft -f") < h.setupScript.indexOf("wg syncconf"), "firewall before the tunnel");
+  assert.deepEqual(
+    renderExitHost(exitOf({ address6: "fd00:100::1/64" }), { privateKey: priv, gatewayPublicKey: GW_PUB })
+      .sysctls,
+    {
+      "net.ipv4.ip_forward": "1",
+      "net.ipv6.conf.all.forwarding": "1",
+    },
+  );
+  assert.ok(
+    h.setupScript.indexOf("nft -f") < h.setupScript.indexOf("wg syncconf"),
+    "firewall before the tunnel",
+  );
   execFileSync("sh", ["-n"], { input: h.setupScript });
 });
 
 test("a missing gateway key or a bad SSH source is a one-line error", () => {
   assert.throws(() => renderExitHost(exitOf(), { privateKey: generatePrivateKey() }), UserError);
   const bad = { ...exitOf(), sshAllowFrom: ["home"] };
-  assert.throws(() => renderExitHost(bad, { privateKey: generatePrivateKey(), gatewayPublicKey: GW_PUB }), /sshAllowFrom: "home"/);
+  assert.throws(
+    () => renderExitHost(bad, { privateKey: generatePrivateKey(), gatewayPublicKey: GW_PUB }),
+    /sshAllowFrom: "home"/,
+  );
 });
 
 const root = process.getuid?.() === 0;
 
-test("the setup script applies in a namespace and converges when run again", { skip: !root && "needs root (namespaces)" }, () => {
+test("the setup script applies in a namespace and converges when run again", {
+  skip: !root && "needs root (namespaces)",
+}, () => {
   const ns = "wgetest-exit";
   const ifname = "wgetest-exit0"; // wireguard-go sockets are host-wide: a name no one else uses
   const dir = mkdtempSync(join(tmpdir(), "wg-egress-exit-"));
@@ -54,17 +69,45 @@ test("the setup script applies in a namespace and converges when run again", { s
   spawnSync("ip", ["netns", "del", ns]);
   execFileSync("ip", ["netns", "add", ns]);
   try {
-    execFileSync("ip", ["link", "add", "pub0", "netns", ns, "type", "veth", "peer", "name", "pub1", "netns", ns]);
+    execFileSync("ip", [
+      "link",
+      "add",
+      "pub0",
+      "netns",
+      ns,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "pub1",
+      "netns",
+      ns,
+    ]);
     for (let i = 0; i < 2; i++)
-      execFileSync("ip", ["netns", "exec", ns, "sh", "-s"], { input: h.setupScript, env: { ...process.env, WG_EGRESS_EXIT_DIR: dir } });
-    const dump = execFileSync("ip", ["netns", "exec", ns, "wg", "show", ifname, "dump"], { encoding: "utf8" });
+      execFileSync("ip", ["netns", "exec", ns, "sh", "-s"], {
+        input: h.setupScript,
+        env: { ...process.env, WG_EGRESS_EXIT_DIR: dir },
+      });
+    const dump = execFileSync("ip", ["netns", "exec", ns, "wg", "show", ifname, "dump"], {
+      encoding: "utf8",
+    });
     assert.match(dump, new RegExp(`^${GW_PUB.replace(/[+/]/g, "\\$&")}\\t`, "m"));
     assert.match(dump, /\t51820\t/);
-    const addr = execFileSync("ip", ["netns", "exec", ns, "ip", "-4", "-o", "address", "show", "dev", ifname], { encoding: "utf8" });
+    const addr = execFileSync(
+      "ip",
+      ["netns", "exec", ns, "ip", "-4", "-o", "address", "show", "dev", ifname],
+      { encoding: "utf8" },
+    );
     assert.match(addr, /10\.100\.0\.1\/24/);
-    const fwd = execFileSync("ip", ["netns", "exec", ns, "cat", "/proc/sys/net/ipv4/ip_forward"], { encoding: "utf8" });
+    const fwd = execFileSync("ip", ["netns", "exec", ns, "cat", "/proc/sys/net/ipv4/ip_forward"], {
+      encoding: "utf8",
+    });
     assert.equal(fwd.trim(), "1");
-    const rules = execFileSync("ip", ["netns", "exec", ns, "nft", "list", "table", "inet", "wg-egress-exit"], { encoding: "utf8" });
+    const rules = execFileSync(
+      "ip",
+      ["netns", "exec", ns, "nft", "list", "table", "inet", "wg-egress-exit"],
+      { encoding: "utf8" },
+    );
     assert.match(rules, /masquerade/);
   } finally {
     // Deleting the tun device stops wireguard-go and removes its socket.

@@ -21,25 +21,49 @@ const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "wg-egress-gw-"));
 
 const sh = (argv: string[]) => execFileSync("ip", ["netns", "exec", NS, ...argv], { encoding: "utf8" });
-function cli(args: string[], opts: { config?: string; env?: NodeJS.ProcessEnv; prefix?: string[] } = {}) {
-  const argv = [...(opts.prefix ?? []), process.execPath, MAIN, ...args, "--config", opts.config ?? join(dir, "config.yaml")];
-  return spawnSync("ip", ["netns", "exec", NS, ...argv], { encoding: "utf8", timeout: 30_000, env: opts.env });
+function cli(args: string[], opts: { config?: string; prefix?: string[] } = {}) {
+  const argv = [
+    ...(opts.prefix ?? []),
+    process.execPath,
+    MAIN,
+    ...args,
+    "--config",
+    opts.config ?? join(dir, "config.yaml"),
+  ];
+  return spawnSync("ip", ["netns", "exec", NS, ...argv], { encoding: "utf8", timeout: 30_000 });
 }
 
-function writeConfig(name: string, gateway: Record<string, unknown>, key = generatePrivateKey(), mode = 0o600): string {
+function writeConfig(
+  name: string,
+  gateway: Record<string, unknown>,
+  key = generatePrivateKey(),
+  mode = 0o600,
+): string {
   const keyFile = join(dir, `${name}.key`);
   writeFileSync(keyFile, `${key}\n`);
   chmodSync(keyFile, mode);
   const file = join(dir, `${name}.yaml`);
   const peer = { publicKey: publicKeyOf(generatePrivateKey()), endpoint: "192.0.2.10:51820" };
-  writeFileSync(file, JSON.stringify({ gateway: { interface: IF, privateKeyFile: keyFile, peer, ...gateway } }));
+  writeFileSync(
+    file,
+    JSON.stringify({ gateway: { interface: IF, privateKeyFile: keyFile, peer, ...gateway } }),
+  );
   return file;
 }
 
-/** Everything `down` must leave as it found it. */
+/** Prints the error code of a TCP connect to a documentation IPv6 address (or "connected"). */
+const CONNECT_V6 = `const s = require("net").connect(80, "2001:db8:1::99"); s.on("connect", () => { console.log("connected"); process.exit(0); }); s.on("error", (e) => console.log(e.code)); setTimeout(() => { console.log("timeout"); process.exit(0); }, 5000).unref();`;
+
+/** Everything `down` must leave as it found it (IPv6 link-local routes come and go by themselves). */
 const snapshot = () =>
-  ["-4", "-6"].map((f) => sh(["ip", f, "rule", "show"]) + sh(["ip", f, "route", "show", "table", "all"])).join("") +
-  sh(["nft", "list", "ruleset"]);
+  (
+    ["-4", "-6"]
+      .map((f) => sh(["ip", f, "rule", "show"]) + sh(["ip", f, "route", "show", "table", "all"]))
+      .join("") + sh(["nft", "list", "ruleset"])
+  )
+    .split("\n")
+    .filter((l) => !l.includes("fe80:"))
+    .join("\n");
 
 before(() => {
   if (!root) return;
@@ -52,6 +76,8 @@ before(() => {
     ["ip", "link", "set", "d0", "up"],
     ["ip", "link", "set", "d1", "up"],
     ["ip", "route", "add", "default", "via", "192.0.2.254"],
+    ["ip", "address", "add", "2001:db8::1/64", "dev", "d0", "nodad"],
+    ["ip", "-6", "route", "add", "default", "via", "2001:db8::fffe"],
     ["ip", "rule", "add", "priority", "5182", "fwmark", "0x1", "lookup", "100"],
     ["ip", "rule", "add", "priority", "100", "fwmark", "0xca6c", "lookup", "51820"],
     ["ip", "-6", "rule", "add", "priority", "5184", "uidrange", "401-401", "lookup", "51820"],
@@ -59,6 +85,24 @@ before(() => {
     ["nft", "add", "table", "inet", "decoy"],
     ["nft", "add", "chain", "inet", "decoy", "out", "{ type filter hook output priority 0; }"],
     ["nft", "add", "table", "ip", "wg-egress"],
+    // Also a witness: IPv6 the proxy user sends must never leave through the host's own IPv6 route.
+    ["nft", "add", "table", "ip6", "witness"],
+    ["nft", "add", "counter", "ip6", "witness", "leaked"],
+    ["nft", "add", "chain", "ip6", "witness", "post", "{ type filter hook postrouting priority 100; }"],
+    [
+      "nft",
+      "add",
+      "rule",
+      "ip6",
+      "witness",
+      "post",
+      "ip6",
+      "daddr",
+      "2001:db8:1::99",
+      "counter",
+      "name",
+      "leaked",
+    ],
   ])
     sh(argv);
   writeConfig("config", {});
@@ -100,9 +144,42 @@ test("up twice, repair, down: only our objects change", { skip }, () => {
   assert.deepEqual(status.route, { tunnel4: true, tunnel6: false, unreachable4: true, unreachable6: true });
   assert.equal(status.verdict, "down");
 
+  // No tunnel IPv6 address: the proxy user's IPv6 fails at once instead of taking the host's IPv6 route.
+  const v6 = spawnSync(
+    "ip",
+    [
+      "netns",
+      "exec",
+      NS,
+      "setpriv",
+      "--reuid=400",
+      "--regid=400",
+      "--clear-groups",
+      process.execPath,
+      "-e",
+      CONNECT_V6,
+    ],
+    { encoding: "utf8", timeout: 10_000 },
+  );
+  assert.match(v6.stdout, /^(ENETUNREACH|EHOSTUNREACH|EACCES)$/m, v6.stdout + v6.stderr);
+  assert.match(sh(["nft", "list", "counter", "ip6", "witness", "leaked"]), /packets 0 /);
+
   // Partial state: tunnel route gone with a link flap, one rule lost, wg socket marked with the egress mark.
   sh(["ip", "link", "set", IF, "down"]);
-  sh(["ip", "-6", "rule", "del", "priority", "5183", "uidrange", "400-400", "lookup", "main", "suppress_prefixlength", "0"]);
+  sh([
+    "ip",
+    "-6",
+    "rule",
+    "del",
+    "priority",
+    "5183",
+    "uidrange",
+    "400-400",
+    "lookup",
+    "main",
+    "suppress_prefixlength",
+    "0",
+  ]);
   sh(["wg", "set", IF, "fwmark", "0xca6c"]);
   const repair = cli(["gateway", "up"]);
   assert.equal(repair.status, 0, repair.stderr);
@@ -136,16 +213,47 @@ test("clear one-line errors, nothing applied", { skip }, async () => {
     assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
     assert.match(r.stderr, re);
   };
-  oneLine(cli(["gateway", "up"], { prefix: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] }), 1, /run it as root/);
-  oneLine(cli(["gateway", "up"], { config: writeConfig("badkey", {}, "not-a-key") }), 2, /does not hold a WireGuard private key/);
-  oneLine(cli(["gateway", "up"], { config: writeConfig("open", {}, generatePrivateKey(), 0o644) }), 2, /readable by other users: chmod 600/);
-  oneLine(cli(["gateway", "up"], { config: writeConfig("user", { proxyUser: "no-such-user-wge" }) }), 2, /unknown user "no-such-user-wge"/);
-  oneLine(cli(["gateway", "up"], { env: { ...process.env, PATH: "/nonexistent" } }), 1, /"ip" not found: install the iproute2 package/);
+  oneLine(
+    cli(["gateway", "up"], { prefix: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] }),
+    1,
+    /run it as root/,
+  );
+  oneLine(
+    cli(["gateway", "up"], { config: writeConfig("badkey", {}, "not-a-key") }),
+    2,
+    /does not hold a WireGuard private key/,
+  );
+  oneLine(
+    cli(["gateway", "up"], { config: writeConfig("open", {}, generatePrivateKey(), 0o644) }),
+    2,
+    /readable by other users: chmod 600/,
+  );
+  oneLine(
+    cli(["gateway", "up"], { config: writeConfig("user", { proxyUser: "no-such-user-wge" }) }),
+    2,
+    /unknown user "no-such-user-wge"/,
+  );
+  oneLine(
+    cli(["gateway", "up"], { prefix: ["env", "PATH=/nonexistent"] }),
+    1,
+    /" not found: install the (iproute2|wireguard-tools|nftables) package/,
+  );
 
-  const holder = spawn("ip", ["netns", "exec", NS, process.execPath, "-e", "require('dgram').createSocket('udp4').bind(51999, () => console.log('bound'))"]);
+  const holder = spawn("ip", [
+    "netns",
+    "exec",
+    NS,
+    process.execPath,
+    "-e",
+    "require('dgram').createSocket('udp4').bind(51999, () => console.log('bound'))",
+  ]);
   try {
     await new Promise((resolve) => holder.stdout.once("data", resolve));
-    oneLine(cli(["gateway", "up"], { config: writeConfig("port", { listenPort: 51999 }) }), 1, /UDP port 51999 .* already in use/);
+    oneLine(
+      cli(["gateway", "up"], { config: writeConfig("port", { listenPort: 51999 }) }),
+      1,
+      /UDP port 51999 .* already in use/,
+    );
   } finally {
     holder.kill();
     await sleep(100);

@@ -26,7 +26,9 @@ const PEER = "n9ucXH8cmCisIMfbNGc1ztq2iLO7vcRl/MJX2j2PUWE=";
 const OURS = "ZwTf6iQMwlGoSQNdr5Kwm6qmqhFM49kteziBXVxfih4=";
 
 function spec(gateway: Record<string, unknown> = {}): UpSpec {
-  const gw = parseConfig({ gateway: { peer: { publicKey: PEER, endpoint: "203.0.113.10:51820" }, ...gateway } }).gateway;
+  const gw = parseConfig({
+    gateway: { peer: { publicKey: PEER, endpoint: "203.0.113.10:51820" }, ...gateway },
+  }).gateway;
   return upSpecOf(gw, 400, OURS);
 }
 
@@ -37,7 +39,12 @@ function upState(s: UpSpec): GatewayState {
     const base = { priority: Number(prio), table: r.args[r.args.indexOf("lookup") + 1] };
     return sel === "fwmark"
       ? { ...base, fwmark: `0x${s.fwmark.toString(16)}` }
-      : { ...base, uid_start: s.uid, uid_end: s.uid, ...(r.args.includes("suppress_prefixlength") ? { suppress_prefixlen: 0 } : {}) };
+      : {
+          ...base,
+          uid_start: s.uid,
+          uid_end: s.uid,
+          ...(r.args.includes("suppress_prefixlength") ? { suppress_prefixlen: 0 } : {}),
+        };
   });
   const unreachable = { dst: "default", type: "unreachable", metric: UNREACHABLE_METRIC };
   return {
@@ -65,7 +72,19 @@ function upState(s: UpSpec): GatewayState {
     rules6: rules,
     routes4: [{ dst: "default", dev: s.ifname }, unreachable],
     routes6: [{ ...unreachable, dev: "lo" }],
-    nft: { hash: rulesetHash(s), chains: ["mark_proxy", "restore_mark", "kill_switch", "leak_guard", "snat_tunnel", "tunnel_in", "tunnel_fwd"], rejected: 0 },
+    nft: {
+      hash: rulesetHash(s),
+      chains: [
+        "mark_proxy",
+        "restore_mark",
+        "kill_switch",
+        "leak_guard",
+        "snat_tunnel",
+        "tunnel_in",
+        "tunnel_fwd",
+      ],
+      rejected: 0,
+    },
     srcValidMark: "1",
   };
 }
@@ -93,19 +112,30 @@ test("the ruleset marks only connections the proxy originates and has the kill s
   assert.match(r, /^table inet wg-egress\ndelete table inet wg-egress\ntable inet wg-egress \{/);
   assert.match(r, /meta skuid 400 oifname != "lo" ct direction original meta mark set 0xca6c/);
   assert.match(r, /iifname "wg-egress" ct mark 0xca6c meta mark set ct mark/);
-  assert.match(r, /meta mark 0xca6c oifname != "wg-egress" counter name killswitch_rejects reject with icmpx type admin-prohibited/);
-  assert.match(r, /hook postrouting priority filter;[^}]*meta mark 0xca6c oifname != "wg-egress" counter name killswitch_rejects drop/);
+  assert.match(
+    r,
+    /meta mark 0xca6c oifname != "wg-egress" counter name killswitch_rejects reject with icmpx type admin-prohibited/,
+  );
+  assert.match(
+    r,
+    /hook postrouting priority filter;[^}]*meta mark 0xca6c oifname != "wg-egress" counter name killswitch_rejects drop/,
+  );
   assert.match(r, /oifname "wg-egress" meta mark 0xca6c masquerade/);
   // IPv6: refused without a tunnel address, routed with one.
   assert.match(r, /meta nfproto ipv6 counter name killswitch_rejects reject/);
   const v6 = spec({ address6: "fd00:100::2/64" });
   assert.doesNotMatch(renderRuleset(v6), /nfproto ipv6/);
-  assert.match(text(planUp(v6, NOTHING)), /ip -6 route replace default dev wg-egress src fd00:100::2 table 51820/);
+  assert.match(
+    text(planUp(v6, NOTHING)),
+    /ip -6 route replace default dev wg-egress src fd00:100::2 table 51820/,
+  );
   assert.notEqual(rulesetHash(v6), rulesetHash(spec()));
 });
 
 test("the WireGuard config never carries the private key or the egress mark", () => {
-  const wgStep = planUp(spec({ privateKeyFile: "/etc/wg-egress/gw.key" }), NOTHING).find((s) => s.kind === "wg-config");
+  const wgStep = planUp(spec({ privateKeyFile: "/etc/wg-egress/gw.key" }), NOTHING).find(
+    (s) => s.kind === "wg-config",
+  );
   assert.ok(wgStep && wgStep.kind === "wg-config");
   assert.doesNotMatch(wgStep.conf, /PrivateKey/);
   assert.match(wgStep.conf, /FwMark = off/);
@@ -121,7 +151,11 @@ test("up on an up gateway plans nothing (idempotent)", () => {
 test("after link down/up the tunnel route is re-added (finding 4); nothing else changes", () => {
   const s = spec();
   const state = upState(s);
-  const down = { ...state, link: { ...state.link!, up: false }, routes4: state.routes4.filter((r) => r.type === "unreachable") };
+  const down = {
+    ...state,
+    link: { ...state.link!, up: false },
+    routes4: state.routes4.filter((r) => r.type === "unreachable"),
+  };
   assert.deepEqual(kinds(planUp(s, down)), ["ip link set", "ip -4 route"]);
   const cameBack = { ...down, link: { ...state.link!, up: true } };
   assert.deepEqual(kinds(planUp(s, cameBack)), ["ip -4 route"]);
@@ -134,13 +168,19 @@ test("drift is repaired: egress fwmark on the wg socket (finding 3), a changed r
   assert.deepEqual(kinds(planUp(s, { ...state, nft: { ...state.nft!, hash: "old" } })), ["nft -f -"]);
   assert.deepEqual(kinds(planUp(s, { ...state, rules6: state.rules6.slice(1) })), ["ip -6 rule"]);
   assert.ok(!killSwitchArmed(s, { ...state, rules6: state.rules6.slice(1) }));
-  const moved = { ...state, wg: { ...state.wg!, peers: [{ ...state.wg!.peers[0], endpoint: "203.0.113.99:51820" }] } };
+  const moved = {
+    ...state,
+    wg: { ...state.wg!, peers: [{ ...state.wg!.peers[0], endpoint: "203.0.113.99:51820" }] },
+  };
   assert.deepEqual(kinds(planUp(s, moved)), ["wg-config"]);
 });
 
 test("a foreign interface with our name is an error, not something we take over", () => {
   const s = spec();
-  assert.throws(() => planUp(s, { ...NOTHING, link: { kind: "other", up: true, mtu: 1500, addresses: [] } }), UserError);
+  assert.throws(
+    () => planUp(s, { ...NOTHING, link: { kind: "other", up: true, mtu: 1500, addresses: [] } }),
+    UserError,
+  );
 });
 
 test("down removes exactly our objects; --keep-killswitch removes only the interface", () => {
@@ -165,12 +205,19 @@ test("missing peer settings and unknown users are one-line errors", () => {
   writeFileSync(passwd, "root:x:0:0::/root:/bin/sh\nsocks:x:412:412::/:/usr/sbin/nologin\n");
   assert.equal(resolveProxyUid(parseConfig({ gateway: { proxyUser: "socks" } }).gateway, passwd), 412);
   assert.equal(resolveProxyUid(gw, passwd), 400);
-  assert.throws(() => resolveProxyUid(parseConfig({ gateway: { proxyUser: "nobody2" } }).gateway, passwd), /unknown user "nobody2"/);
+  assert.throws(
+    () => resolveProxyUid(parseConfig({ gateway: { proxyUser: "nobody2" } }).gateway, passwd),
+    /unknown user "nobody2"/,
+  );
 });
 
 test("status: nft listing parsed, verdict from the handshake age", () => {
   const listing = `table inet wg-egress {\n\tcomment "managed by wg-egress; sha256:abc123"\n\tcounter killswitch_rejects {\n\t\tpackets 7 bytes 420\n\t}\n\tchain mark_proxy {\n\t}\n\tchain kill_switch {\n\t}\n}\n`;
-  assert.deepEqual(parseNftTable(listing), { hash: "abc123", chains: ["mark_proxy", "kill_switch"], rejected: 7 });
+  assert.deepEqual(parseNftTable(listing), {
+    hash: "abc123",
+    chains: ["mark_proxy", "kill_switch"],
+    rejected: 7,
+  });
   const s = spec();
   const state = upState(s);
   assert.equal(summarize(s, state, 1100).verdict, "up");

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Registry } from "prom-client";
+import type { Registry } from "prom-client";
 import type { GatewayStatus } from "../../src/gateway/status.js";
 import {
   GATEWAY_FAMILIES,
@@ -85,7 +85,12 @@ const status = (verdict: GatewayStatus["verdict"], armed: boolean, rejects: numb
   }) as GatewayStatus;
 
 test("own metrics: one state is 1, kill switch armed, rejects, IP check only after one ran", () => {
-  const snap: GatewaySnapshot = { nowSeconds: NOW, wg: ifaces, status: status("stale", true, 7), ipCheck: null };
+  const snap: GatewaySnapshot = {
+    nowSeconds: NOW,
+    wg: ifaces,
+    status: status("stale", true, 7),
+    ipCheck: null,
+  };
   const fams = gatewayFamilies(snap);
   const by = (n: string) => fams.find((f) => f.name === n)!;
   assert.deepEqual(
@@ -99,7 +104,11 @@ test("own metrics: one state is 1, kill switch armed, rejects, IP check only aft
   assert.equal(by("wg_egress_killswitch_armed").values[0].value, 1);
   assert.equal(by("wg_egress_killswitch_rejected_packets_total").values[0].value, 7);
   assert.deepEqual(by("wg_egress_exit_ip_check_ok").values, []);
-  const later = gatewayFamilies({ ...snap, status: status("down", false, null), ipCheck: { ok: false, at: 5 } });
+  const later = gatewayFamilies({
+    ...snap,
+    status: status("down", false, null),
+    ipCheck: { ok: false, at: 5 },
+  });
   assert.equal(later.find((f) => f.name === "wg_egress_killswitch_armed")!.values[0].value, 0);
   assert.deepEqual(later.find((f) => f.name === "wg_egress_killswitch_rejected_packets_total")!.values, []);
   assert.equal(later.find((f) => f.name === "wg_egress_exit_ip_check_ok")!.values[0].value, 0);

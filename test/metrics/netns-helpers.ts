@@ -31,7 +31,11 @@ export async function stop(d: Daemon | undefined): Promise<void> {
 }
 
 /** Polls `probe` every 200 ms until it returns a value, at most `ms`. */
-export async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | null | undefined>): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  ms: number,
+  probe: () => Promise<T | null | undefined>,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await probe().catch(() => null);

@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
+import { parseConfig } from "../../src/config/load.js";
+import { renderAlerts } from "../../src/render/alerts.js";
 import { run } from "../../src/util/run.js";
 import { parseWgDump } from "../../src/wireguard/dump.js";
 import { generatePrivateKey, publicKeyOf } from "../../src/wireguard/keys.js";
@@ -53,12 +55,26 @@ async function wgPeer(me: Side, peer: Side) {
   const { ns, ifname } = me;
   const keyFile = join(dir, `${ifname}.key`);
   writeFileSync(keyFile, `${me.key}\n`, { mode: 0o600 });
-  const d = startIn(ns, ["wireguard-go", "-f", ifname], { WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: "1" });
+  const d = startIn(ns, ["wireguard-go", "-f", ifname], {
+    WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: "1",
+  });
   daemons.push(d);
-  await waitFor(`${ifname} created`, 10_000, async () => ((await inNs(ns, "wg", ["show", ifname])).code === 0 ? true : null));
+  await waitFor(`${ifname} created`, 10_000, async () =>
+    (await inNs(ns, "wg", ["show", ifname])).code === 0 ? true : null,
+  );
   await must(ns, "wg", [
-    "set", ifname, "private-key", keyFile, "listen-port", String(me.port),
-    "peer", publicKeyOf(peer.key), "allowed-ips", `${peer.tunnel}/32`, "endpoint", `${peer.veth}:${peer.port}`,
+    "set",
+    ifname,
+    "private-key",
+    keyFile,
+    "listen-port",
+    String(me.port),
+    "peer",
+    publicKeyOf(peer.key),
+    "allowed-ips",
+    `${peer.tunnel}/32`,
+    "endpoint",
+    `${peer.veth}:${peer.port}`,
   ]);
   await must(ns, "ip", ["address", "add", `${me.tunnel}/24`, "dev", ifname]);
   await must(ns, "ip", ["link", "set", ifname, "up"]);
@@ -70,13 +86,40 @@ before(async () => {
     await run("ip", ["netns", "add", ns]);
     await must(ns, "ip", ["link", "set", "lo", "up"]);
   }
-  await run("ip", ["link", "add", "wgtm-va", "netns", NS_A, "type", "veth", "peer", "name", "wgtm-vb", "netns", NS_B]);
+  await run("ip", [
+    "link",
+    "add",
+    "wgtm-va",
+    "netns",
+    NS_A,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    "wgtm-vb",
+    "netns",
+    NS_B,
+  ]);
   await must(NS_A, "ip", ["address", "add", "10.213.0.1/30", "dev", "wgtm-va"]);
   await must(NS_B, "ip", ["address", "add", "10.213.0.2/30", "dev", "wgtm-vb"]);
   await must(NS_A, "ip", ["link", "set", "wgtm-va", "up"]);
   await must(NS_B, "ip", ["link", "set", "wgtm-vb", "up"]);
-  const a: Side = { ns: NS_A, ifname: IF_A, key: keys.a, port: 51901, veth: "10.213.0.1", tunnel: "10.214.0.1" };
-  const b: Side = { ns: NS_B, ifname: IF_B, key: keys.b, port: 51902, veth: "10.213.0.2", tunnel: "10.214.0.2" };
+  const a: Side = {
+    ns: NS_A,
+    ifname: IF_A,
+    key: keys.a,
+    port: 51901,
+    veth: "10.213.0.1",
+    tunnel: "10.214.0.1",
+  };
+  const b: Side = {
+    ns: NS_B,
+    ifname: IF_B,
+    key: keys.b,
+    port: 51902,
+    veth: "10.213.0.2",
+    tunnel: "10.214.0.2",
+  };
   await wgPeer(a, b);
   await wgPeer(b, a);
   // Traffic through the tunnel makes the handshake happen.
@@ -87,9 +130,23 @@ before(async () => {
   });
   writeFileSync(
     join(dir, "config.yaml"),
-    stringify({ gateway: { interface: IF_A, peer: { publicKey: publicKeyOf(keys.b), endpoint: "10.213.0.2:51902" }, metrics: EXPORTER } }),
+    stringify({
+      gateway: {
+        interface: IF_A,
+        peer: { publicKey: publicKeyOf(keys.b), endpoint: "10.213.0.2:51902" },
+        metrics: EXPORTER,
+      },
+    }),
   );
-  const exporter = startIn(NS_A, [process.execPath, MAIN, "metrics", "--config", join(dir, "config.yaml"), "--friendly-name", "exit-b"]);
+  const exporter = startIn(NS_A, [
+    process.execPath,
+    MAIN,
+    "metrics",
+    "--config",
+    join(dir, "config.yaml"),
+    "--friendly-name",
+    "exit-b",
+  ]);
   daemons.push(exporter);
   scraped = await waitFor("the exporter", 10_000, () => curlIn(NS_A, `http://${EXPORTER}/metrics`));
 });
@@ -127,11 +184,19 @@ test("promtool check metrics accepts the output", async () => {
   assert.equal(r.code, 0, r.stdout + r.stderr);
 });
 
-test("a real Prometheus scrapes it", async () => {
+const query = async (promql: string) => {
+  const body = await curlIn(NS_A, `http://${PROM}/api/v1/query?query=${encodeURIComponent(promql)}`);
+  const r = body ? JSON.parse(body).data.result : [];
+  return r.length ? r : null;
+};
+
+test("a real Prometheus scrapes it, and the rendered alerts evaluate on its data", async () => {
+  writeFileSync(join(dir, "alerts.yml"), renderAlerts(parseConfig({ gateway: { interface: IF_A } })));
   writeFileSync(
     join(dir, "prometheus.yml"),
     stringify({
       global: { scrape_interval: "1s", evaluation_interval: "1s" },
+      rule_files: [join(dir, "alerts.yml")],
       scrape_configs: [{ job_name: "wg-egress-gateway", static_configs: [{ targets: [EXPORTER] }] }],
     }),
   );
@@ -143,13 +208,17 @@ test("a real Prometheus scrapes it", async () => {
       `--web.listen-address=${PROM}`,
     ]),
   );
-  const q = encodeURIComponent(`wireguard_sent_bytes_total{interface="${IF_A}"}`);
-  const result = await waitFor("Prometheus to have a sample", 30_000, async () => {
-    const body = await curlIn(NS_A, `http://${PROM}/api/v1/query?query=${q}`);
-    const r = body ? JSON.parse(body).data.result : [];
-    return r.length ? r : null;
-  });
+  const result = await waitFor("Prometheus to have a sample", 30_000, () =>
+    query(`wireguard_sent_bytes_total{interface="${IF_A}"}`),
+  );
   assert.equal(result[0].metric.job, "wg-egress-gateway");
   assert.equal(result[0].metric.public_key, publicKeyOf(keys.b));
   assert.ok(Number(result[0].value[1]) > 0);
+  // No kill switch in this namespace: that alert is pending (for: 1m); the fresh tunnel is not stale.
+  const pending = await waitFor("the kill-switch alert", 15_000, () =>
+    query('ALERTS{alertname="WgEgressKillSwitchNotArmed"}'),
+  );
+  assert.equal(pending[0].metric.alertstate, "pending");
+  assert.equal(pending[0].metric.interface, IF_A);
+  assert.equal(await query('ALERTS{alertname=~"WgEgressTunnel.*"}'), null);
 });

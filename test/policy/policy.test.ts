@@ -106,10 +106,21 @@ test("client allow-list default: loopback plus the listen address's subnet (all 
 test("resolver: configured server, NXDOMAIN as DnsError, family filters", async () => {
   const stub = await dnsStub({ "known.test": "127.0.0.5" });
   try {
-    const r = new DestinationResolver({ servers: [`127.0.0.1:${stub.port}`], family: "ipv4first", timeoutSeconds: 2 });
+    const r = new DestinationResolver({
+      servers: [`127.0.0.1:${stub.port}`],
+      family: "ipv4first",
+      timeoutSeconds: 2,
+    });
     assert.deepEqual(await r.resolve("known.test"), ["127.0.0.5"]);
-    await assert.rejects(r.resolve("nonexistent.invalid"), (e) => e instanceof DnsError && e.code === "ENOTFOUND");
-    const v6 = new DestinationResolver({ servers: [`127.0.0.1:${stub.port}`], family: "ipv6only", timeoutSeconds: 2 });
+    await assert.rejects(
+      r.resolve("nonexistent.invalid"),
+      (e) => e instanceof DnsError && e.code === "ENOTFOUND",
+    );
+    const v6 = new DestinationResolver({
+      servers: [`127.0.0.1:${stub.port}`],
+      family: "ipv6only",
+      timeoutSeconds: 2,
+    });
     await assert.rejects(v6.resolve("known.test"), DnsError);
     const sys = new DestinationResolver({ servers: [], family: "ipv4only", timeoutSeconds: 2 });
     assert.deepEqual(await sys.resolve("localhost"), ["127.0.0.1"]);

@@ -1,8 +1,17 @@
 /** RFC 1929 username/password through real clients; credentials never reach the log. */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { run } from "../../src/util/run.js";
-import { httpServer, LOOPBACK_ALLOW, type ProxyProcess, RawClient, runCli, startProxy, writeTemp } from "./helpers.js";
+import {
+  connectStatus,
+  curl,
+  httpServer,
+  LOOPBACK_ALLOW,
+  type ProxyProcess,
+  RawClient,
+  runCli,
+  startProxy,
+  writeTemp,
+} from "./helpers.js";
 
 const PASSWORD = "correct-horse-7f3a";
 let proxy: ProxyProcess;
@@ -19,17 +28,27 @@ after(async () => {
   http.server.close();
 });
 
-const curl = (args: string[]) => run("curl", ["-sS", "--max-time", "10", ...args], { allowFail: true, timeoutMs: 15_000 });
-
 test("curl with the right credentials gets through", async () => {
-  const r = await curl(["-x", `socks5://alice:${PASSWORD}@127.0.0.1:${proxy.port}`, `http://127.0.0.1:${http.port}/`]);
+  const r = await curl([
+    "-x",
+    `socks5://alice:${PASSWORD}@127.0.0.1:${proxy.port}`,
+    `http://127.0.0.1:${http.port}/`,
+  ]);
   assert.equal(r.stdout, "authed", r.stderr);
-  const r2 = await curl(["-x", `socks5://bob:other%3Apw@127.0.0.1:${proxy.port}`, `http://127.0.0.1:${http.port}/`]);
+  const r2 = await curl([
+    "-x",
+    `socks5://bob:other%3Apw@127.0.0.1:${proxy.port}`,
+    `http://127.0.0.1:${http.port}/`,
+  ]);
   assert.equal(r2.stdout, "authed", r2.stderr);
 });
 
 test("a wrong password or unknown user is refused (auth status != 0, connection closed)", async () => {
-  const r = await curl(["-x", `socks5://alice:wrong@127.0.0.1:${proxy.port}`, `http://127.0.0.1:${http.port}/`]);
+  const r = await curl([
+    "-x",
+    `socks5://alice:wrong@127.0.0.1:${proxy.port}`,
+    `http://127.0.0.1:${http.port}/`,
+  ]);
   assert.notEqual(r.code, 0);
   assert.equal(r.stdout, "");
   const c = await RawClient.open(proxy.port);
@@ -50,9 +69,15 @@ test("a client offering only 'no authentication' gets 0xFF", async () => {
 
 test("HTTP CONNECT needs Proxy-Authorization when users are configured", async () => {
   const url = `http://127.0.0.1:${http.port}/`;
-  const without = await curl(["-p", "--proxy", `http://127.0.0.1:${proxy.port}`, "-o", "/dev/null", "-w", "%{http_connect}", url]);
-  assert.equal(without.stdout, "407");
-  const withCreds = await curl(["-p", "--proxy", `http://127.0.0.1:${proxy.port}`, "--proxy-user", `alice:${PASSWORD}`, url]);
+  assert.equal(await connectStatus(proxy.port, url), "407");
+  const withCreds = await curl([
+    "-p",
+    "--proxy",
+    `http://127.0.0.1:${proxy.port}`,
+    "--proxy-user",
+    `alice:${PASSWORD}`,
+    url,
+  ]);
   assert.equal(withCreds.stdout, "authed", withCreds.stderr);
 });
 

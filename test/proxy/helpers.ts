@@ -2,13 +2,16 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { once } from "node:events";
-import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { run } from "../../src/util/run.js";
 
 export const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+/** Debian's python3, which has python3-socks (PySocks), even when a pyenv python3 comes first in PATH. */
+export const PYTHON = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 export const LOOPBACK_ALLOW = ["--allow-destination", "127.0.0.0/8", "--allow-destination", "::1/128"];
 
 export function tempDir(): string {
@@ -92,7 +95,8 @@ export async function startProxy(args: string[], opts: { listeners?: number } = 
   const n = opts.listeners ?? 1;
   await Promise.race([
     (async () => {
-      while (logs.filter((l) => l.msg === "listening").length < n) await waitLog(() => false, 100).catch(() => {});
+      while (logs.filter((l) => l.msg === "listening").length < n)
+        await waitLog(() => false, 100).catch(() => {});
     })(),
     exited.then(() => {
       throw new Error(`proxy exited early: ${stderrText}`);
@@ -116,7 +120,10 @@ export async function startProxy(args: string[], opts: { listeners?: number } = 
 }
 
 /** Runs the CLI to completion (for exit-code tests). */
-export async function runCli(args: string[], timeoutMs = 10_000): Promise<{ code: number | null; stderr: string }> {
+export async function runCli(
+  args: string[],
+  timeoutMs = 10_000,
+): Promise<{ code: number | null; stderr: string }> {
   const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (d) => {
@@ -135,7 +142,9 @@ export async function listen(server: Server, host = "127.0.0.1"): Promise<number
 }
 
 /** Echo server; `onSocket` sees each accepted socket. */
-export async function echoServer(host = "127.0.0.1"): Promise<{ server: Server; port: number; sockets: Socket[] }> {
+export async function echoServer(
+  host = "127.0.0.1",
+): Promise<{ server: Server; port: number; sockets: Socket[] }> {
   const sockets: Socket[] = [];
   const server = createServer({ allowHalfOpen: true }, (s) => {
     sockets.push(s);
@@ -147,14 +156,19 @@ export async function echoServer(host = "127.0.0.1"): Promise<{ server: Server; 
 }
 
 /** HTTP/1.0-style server answering every request with `body`. */
-export async function httpServer(body: string, host = "127.0.0.1"): Promise<{ server: Server; port: number }> {
+export async function httpServer(
+  body: string,
+  host = "127.0.0.1",
+): Promise<{ server: Server; port: number }> {
   const server = createServer((s) => {
     s.on("error", () => {});
     let head = "";
     s.on("data", (d) => {
       head += d;
       if (head.includes("\r\n\r\n")) {
-        s.end(`HTTP/1.1 200 OK\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+        s.end(
+          `HTTP/1.1 200 OK\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        );
       }
     });
   });
@@ -237,7 +251,10 @@ export class RawClient {
 }
 
 /** Greeting (no auth) + a request; returns the reply code and the client, positioned after the reply. */
-export async function socksConnect(proxyPort: number, request: number[]): Promise<{ rep: number; c: RawClient }> {
+export async function socksConnect(
+  proxyPort: number,
+  request: number[],
+): Promise<{ rep: number; c: RawClient }> {
   const c = await RawClient.open(proxyPort);
   c.send([5, 1, 0]);
   const choice = await c.read(2);
@@ -310,10 +327,51 @@ export async function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `cond` every 50 ms up to timeoutMs. */
-export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 5000, what = "condition"): Promise<void> {
+export async function until(
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+  what = "condition",
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`${what} not reached in ${timeoutMs} ms`);
     await sleep(50);
   }
+}
+
+/** curl, bounded in time; never throws on curl's own failures. */
+export function curl(args: string[]) {
+  return run("curl", ["-sS", "--max-time", "10", ...args], { allowFail: true, timeoutMs: 15_000 });
+}
+
+/** The status line code the proxy answered to curl's HTTP CONNECT for `url`. */
+export async function connectStatus(proxyPort: number, url: string): Promise<string> {
+  const r = await curl([
+    "-p",
+    "--proxy",
+    `http://127.0.0.1:${proxyPort}`,
+    "-o",
+    "/dev/null",
+    "-w",
+    "%{http_connect}",
+    url,
+  ]);
+  return r.stdout;
+}
+
+/**
+ * Asserts the proxy drops a new client without answering: the connection is reset or closed with
+ * zero bytes received (the reset may even race the connect itself).
+ */
+export async function expectDropped(port: number): Promise<void> {
+  let c: RawClient;
+  try {
+    c = await RawClient.open(port);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ECONNRESET") return;
+    throw e;
+  }
+  c.send([5, 1, 0]);
+  const got = await c.untilClosed();
+  if (got.length !== 0) throw new Error(`expected no answer, got ${got.toString("hex")}`);
 }

@@ -26,7 +26,11 @@ before(async () => {
 after(() => echo.server.close());
 
 /** Greeting with user/pass, auth, CONNECT to the echo server: the auth status, the reply code (-1 = none). */
-async function authConnect(port: number, user: string, pass: string): Promise<{ status: number; rep: number; c: RawClient }> {
+async function authConnect(
+  port: number,
+  user: string,
+  pass: string,
+): Promise<{ status: number; rep: number; c: RawClient }> {
   const c = await RawClient.open(port);
   c.send([5, 1, 2]);
   await c.read(2);
@@ -50,7 +54,16 @@ test("metrics endpoint: Prometheus text (promtool-valid) and /healthz", async ()
     assert.equal(rep, 0);
     assert.ok(await echoes(c, "count me"));
     c.close();
-    const named = await socksConnect(proxy.port, [5, 1, 0, 3, 9, ...Buffer.from("localhost"), echo.port >> 8, echo.port & 255]);
+    const named = await socksConnect(proxy.port, [
+      5,
+      1,
+      0,
+      3,
+      9,
+      ...Buffer.from("localhost"),
+      echo.port >> 8,
+      echo.port & 255,
+    ]);
     assert.equal(named.rep, 0);
     named.c.close();
     const refused = await socksConnect(proxy.port, ipv4Request(80, [10, 1, 2, 3]));
@@ -173,7 +186,11 @@ test("listen address in use: one-line error with the fix, exit 1", async () => {
 });
 
 test("--help lists the flags scripts rely on and documents the uid and DNS reply convention", async () => {
-  const r = await run(process.execPath, [new URL("../../src/cli/main.js", import.meta.url).pathname, "proxy", "--help"]);
+  const r = await run(process.execPath, [
+    new URL("../../src/cli/main.js", import.meta.url).pathname,
+    "proxy",
+    "--help",
+  ]);
   for (const flag of [
     "--listen",
     "--config",

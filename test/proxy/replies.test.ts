@@ -2,7 +2,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { after, before, test } from "node:test";
 import {
@@ -13,12 +12,11 @@ import {
   LOOPBACK_ALLOW,
   listen,
   type ProxyProcess,
+  PYTHON,
   RawClient,
   socksConnect,
   startProxy,
 } from "./helpers.js";
-
-const PYTHON = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 
 let proxy: ProxyProcess;
 let echo: Awaited<ReturnType<typeof echoServer>>;
@@ -26,7 +24,11 @@ let dns: Awaited<ReturnType<typeof dnsStub>>;
 
 before(async () => {
   echo = await echoServer();
-  dns = await dnsStub({ "known.test": "127.0.0.1", "rebind.test": "10.0.0.1", "metadata.test": "169.254.169.254" });
+  dns = await dnsStub({
+    "known.test": "127.0.0.1",
+    "rebind.test": "10.0.0.1",
+    "metadata.test": "169.254.169.254",
+  });
   proxy = await startProxy([
     ...LOOPBACK_ALLOW,
     "--deny-destination",
@@ -65,7 +67,10 @@ test("0x00: success reply carries the real bound address of the outbound socket"
   const boundPort = reply.readUInt16BE(8);
   c.send(Buffer.from("x"));
   await c.read(1);
-  assert.ok(echo.sockets.some((s) => s.remotePort === boundPort), `bound port ${boundPort} is not the echo's peer`);
+  assert.ok(
+    echo.sockets.some((s) => s.remotePort === boundPort),
+    `bound port ${boundPort} is not the echo's peer`,
+  );
   c.close();
 });
 

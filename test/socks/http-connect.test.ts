@@ -12,7 +12,9 @@ test("CONNECT host:port with and without credentials", () => {
   // the bytes after the head (here the start of TLS) are not part of it
   assert.equal(r.status === "ok" && r.length, text.indexOf("TLS"));
   const auth = Buffer.from("pod:pa:ss").toString("base64");
-  const a = parseConnectHead(head(`CONNECT [::1]:8443 HTTP/1.1\r\nproxy-authorization: Basic ${auth}\r\n\r\n`));
+  const a = parseConnectHead(
+    head(`CONNECT [::1]:8443 HTTP/1.1\r\nproxy-authorization: Basic ${auth}\r\n\r\n`),
+  );
   assert.deepEqual(a.status === "ok" && a.value, {
     host: "::1",
     port: 8443,

@@ -15,7 +15,11 @@ import {
 } from "../../src/socks/protocol.js";
 
 test("greeting: complete, partial, wrong version, zero methods", () => {
-  assert.deepEqual(parseGreeting(Buffer.from([5, 2, 0, 2])), { status: "ok", value: { methods: [0, 2] }, length: 4 });
+  assert.deepEqual(parseGreeting(Buffer.from([5, 2, 0, 2])), {
+    status: "ok",
+    value: { methods: [0, 2] },
+    length: 4,
+  });
   assert.equal(parseGreeting(Buffer.from([5, 2, 0])).status, "more");
   assert.equal(parseGreeting(Buffer.from([4, 1, 0])).status, "error");
   assert.deepEqual(parseGreeting(Buffer.from([5, 0])), { status: "ok", value: { methods: [] }, length: 2 });
@@ -25,9 +29,18 @@ test("greeting: complete, partial, wrong version, zero methods", () => {
 
 test("request: IPv4, IPv6, domain; bad address type gives reply 0x08; empty domain is an error", () => {
   const v4 = parseAddressMessage(Buffer.from([5, 1, 0, 1, 10, 0, 0, 1, 0x04, 0x38]));
-  assert.deepEqual(v4, { status: "ok", value: { code: 1, atyp: 1, host: "10.0.0.1", port: 1080 }, length: 10 });
+  assert.deepEqual(v4, {
+    status: "ok",
+    value: { code: 1, atyp: 1, host: "10.0.0.1", port: 1080 },
+    length: 10,
+  });
   const v6 = parseAddressMessage(serializeAddressMessage(1, "2001:db8::1", 443));
-  assert.deepEqual(v6.status === "ok" && v6.value, { code: 1, atyp: ATYP.ipv6, host: "2001:db8::1", port: 443 });
+  assert.deepEqual(v6.status === "ok" && v6.value, {
+    code: 1,
+    atyp: ATYP.ipv6,
+    host: "2001:db8::1",
+    port: 443,
+  });
   const name = parseAddressMessage(Buffer.from([5, 1, 0, 3, 3, 0x61, 0x2e, 0x62, 0, 80]));
   assert.deepEqual(name.status === "ok" && name.value, { code: 1, atyp: 3, host: "a.b", port: 80 });
   const badType = parseAddressMessage(Buffer.from([5, 1, 0, 9, 1, 2, 3, 4, 0, 80]));
@@ -73,11 +86,15 @@ test("fuzz: parsers never throw on random bytes and report sane lengths", () => 
 
 /** A valid message, split anywhere: every proper prefix needs more bytes, the whole parses the same. */
 function checkSplits(bytes: Buffer, parse: Parser, expected: unknown): void {
-  for (let cut = 0; cut < bytes.length; cut++) assert.equal(parse(bytes.subarray(0, cut)).status, "more", `cut ${cut}`);
+  for (let cut = 0; cut < bytes.length; cut++)
+    assert.equal(parse(bytes.subarray(0, cut)).status, "more", `cut ${cut}`);
   const withTail = Buffer.concat([bytes, Buffer.from([0xde, 0xad])]);
   const r = parse(withTail);
   assert.equal(r.status, "ok");
-  assert.deepEqual(r.status === "ok" && { value: r.value, length: r.length }, { value: expected, length: bytes.length });
+  assert.deepEqual(r.status === "ok" && { value: r.value, length: r.length }, {
+    value: expected,
+    length: bytes.length,
+  });
 }
 
 const hostArb = fc.oneof(
@@ -88,15 +105,20 @@ const hostArb = fc.oneof(
 
 test("fuzz: valid requests and replies round-trip at every split point", () => {
   fc.assert(
-    fc.property(fc.integer({ min: 0, max: 255 }), hostArb, fc.integer({ min: 0, max: 65535 }), (code, host, port) => {
-      const bytes = serializeAddressMessage(code, host, port);
-      const r = parseAddressMessage(bytes);
-      assert.equal(r.status, "ok");
-      if (r.status !== "ok") return;
-      // IPv6 comes back in canonical form; serializing it again gives the same bytes.
-      assert.deepEqual(serializeAddressMessage(r.value.code, r.value.host, r.value.port), bytes);
-      checkSplits(bytes, parseAddressMessage, r.value);
-    }),
+    fc.property(
+      fc.integer({ min: 0, max: 255 }),
+      hostArb,
+      fc.integer({ min: 0, max: 65535 }),
+      (code, host, port) => {
+        const bytes = serializeAddressMessage(code, host, port);
+        const r = parseAddressMessage(bytes);
+        assert.equal(r.status, "ok");
+        if (r.status !== "ok") return;
+        // IPv6 comes back in canonical form; serializing it again gives the same bytes.
+        assert.deepEqual(serializeAddressMessage(r.value.code, r.value.host, r.value.port), bytes);
+        checkSplits(bytes, parseAddressMessage, r.value);
+      },
+    ),
     { numRuns: 500 },
   );
 });

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { REP } from "../../src/socks/protocol.js";
-import { DnsError, httpStatusForReply, PolicyError, replyForError, replyName } from "../../src/socks/replies.js";
+import {
+  DnsError,
+  httpStatusForReply,
+  PolicyError,
+  replyForError,
+  replyName,
+} from "../../src/socks/replies.js";
 
 const errno = (code: string) => Object.assign(new Error(code), { code });
 

@@ -21,7 +21,9 @@ test("users file: a bad line names file:line and not the content", () => {
     assert.throws(
       () => parseUsersFile(text, "/etc/users"),
       (e: unknown) =>
-        e instanceof UserError && e.message.startsWith(`/etc/users:${line}: `) && !e.message.includes("secret"),
+        e instanceof UserError &&
+        e.message.startsWith(`/etc/users:${line}: `) &&
+        !e.message.includes("secret"),
     );
   }
 });
@@ -35,7 +37,8 @@ test("user store verifies only the right password", () => {
 });
 
 test("fd limit is read from /proc/self/limits text", () => {
-  const text = "Max cpu time  unlimited  unlimited  seconds\nMax open files            1024                 524288               files\n";
+  const text =
+    "Max cpu time  unlimited  unlimited  seconds\nMax open files            1024                 524288               files\n";
   assert.deepEqual(parseFdLimit(text), { soft: 1024, hard: 524288 });
   assert.deepEqual(parseFdLimit("Max open files unlimited unlimited files"), {
     soft: Number.POSITIVE_INFINITY,

@@ -1,0 +1,265 @@
+import type { Config } from "../config/schema.js";
+
+/**
+ * The Grafana dashboard (JSON model, schemaVersion 39): tunnel state with the seed's thresholds
+ * (green < 150 s, stale < 300 s, down above), handshake age, throughput in/out, kill switch, proxy
+ * connections and refusals. The data source is a template variable, so it imports into any Grafana.
+ * PURE.
+ */
+
+// biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's variable syntax, not a JS template
+const DS = { type: "prometheus", uid: "${datasource}" };
+const IF = `interface=~"$interface"`;
+
+type Target = { expr: string; legendFormat: string };
+type Panel = Record<string, unknown>;
+
+const target = (expr: string, legendFormat: string, i: number) => ({
+  refId: String.fromCharCode(65 + i),
+  datasource: DS,
+  expr,
+  legendFormat,
+});
+
+function panel(
+  id: number,
+  type: "stat" | "timeseries",
+  title: string,
+  gridPos: { x: number; y: number; w: number; h: number },
+  targets: Target[],
+  fieldConfig: Panel,
+  description: string,
+): Panel {
+  return {
+    id,
+    type,
+    title,
+    description,
+    datasource: DS,
+    gridPos,
+    targets: targets.map((t, i) => target(t.expr, t.legendFormat, i)),
+    fieldConfig: { defaults: fieldConfig, overrides: [] },
+    options:
+      type === "stat"
+        ? {
+            colorMode: "background",
+            graphMode: "none",
+            reduceOptions: { calcs: ["lastNotNull"], fields: "", values: false },
+          }
+        : {
+            legend: { displayMode: "list", placement: "bottom", showLegend: true },
+            tooltip: { mode: "multi", sort: "none" },
+          },
+  };
+}
+
+const thresholds = (...steps: [string, number | null][]) => ({
+  mode: "absolute",
+  steps: steps.map(([color, value]) => ({ color, value })),
+});
+
+/** A 0/1 gauge as a red or green word, in the top row. */
+const boolStat = (
+  id: number,
+  title: string,
+  x: number,
+  expr: string,
+  [no, yes]: [string, string],
+  description: string,
+) =>
+  panel(
+    id,
+    "stat",
+    title,
+    { x, y: 0, w: 6, h: 6 },
+    [{ expr, legendFormat: title }],
+    {
+      thresholds: thresholds(["red", null], ["green", 1]),
+      mappings: [
+        {
+          type: "value",
+          options: {
+            "0": { text: no, color: "red", index: 0 },
+            "1": { text: yes, color: "green", index: 1 },
+          },
+        },
+      ],
+    },
+    description,
+  );
+
+/** The seed's tunnel verdict, as colours and words. */
+const SEED_THRESHOLDS = thresholds(["green", null], ["orange", 150], ["red", 300]);
+
+export function dashboard(config: Config): Record<string, unknown> {
+  const ifname = config.gateway.interface;
+  const panels = [
+    panel(
+      1,
+      "stat",
+      "Tunnel state",
+      { x: 0, y: 0, w: 6, h: 6 },
+      [{ expr: `max(wireguard_latest_handshake_delay_seconds{${IF}})`, legendFormat: "{{interface}}" }],
+      {
+        unit: "s",
+        thresholds: SEED_THRESHOLDS,
+        mappings: [
+          {
+            type: "range",
+            options: { from: 0, to: 149.999, result: { text: "UP", color: "green", index: 0 } },
+          },
+          {
+            type: "range",
+            options: { from: 150, to: 299.999, result: { text: "STALE", color: "orange", index: 1 } },
+          },
+          {
+            type: "range",
+            options: { from: 300, to: null, result: { text: "DOWN", color: "red", index: 2 } },
+          },
+        ],
+      },
+      "From the latest handshake's age: up < 150 s, stale < 300 s, down above (the seed's thresholds).",
+    ),
+    boolStat(
+      2,
+      "Kill switch",
+      6,
+      `min(wg_egress_killswitch_armed{${IF}})`,
+      ["NOT ARMED", "ARMED"],
+      "Armed = nft table, unreachable routes and ip rules all present: a dropped tunnel cannot leak via the home line.",
+    ),
+    panel(
+      3,
+      "stat",
+      "Active proxy connections",
+      { x: 12, y: 0, w: 6, h: 6 },
+      [{ expr: "sum(wg_egress_proxy_active_connections)", legendFormat: "active" }],
+      { unit: "none", thresholds: thresholds(["green", null]) },
+      "Client connections open in the SOCKS5 proxy (from the proxy's own /metrics).",
+    ),
+    boolStat(
+      4,
+      "Exit IP check",
+      18,
+      `min(wg_egress_exit_ip_check_ok{${IF}})`,
+      ["WRONG IP", "EXIT IP"],
+      "Last `wg-egress metrics --ip-check-url` result: the echo service saw the exit's IP through the proxy.",
+    ),
+    panel(
+      5,
+      "timeseries",
+      "Handshake age",
+      { x: 0, y: 6, w: 12, h: 8 },
+      [
+        {
+          expr: `wireguard_latest_handshake_delay_seconds{${IF}}`,
+          legendFormat: "{{interface}} {{friendly_name}}",
+        },
+      ],
+      { unit: "s", min: 0, thresholds: SEED_THRESHOLDS, custom: { thresholdsStyle: { mode: "line+area" } } },
+      "Seconds since the latest WireGuard handshake (renewed about every 2 minutes while traffic or keepalives flow).",
+    ),
+    panel(
+      6,
+      "timeseries",
+      "Tunnel throughput",
+      { x: 12, y: 6, w: 12, h: 8 },
+      [
+        { expr: `rate(wireguard_sent_bytes_total{${IF}}[5m])`, legendFormat: "out (sent to the exit)" },
+        {
+          expr: `rate(wireguard_received_bytes_total{${IF}}[5m])`,
+          legendFormat: "in (received from the exit)",
+        },
+      ],
+      { unit: "Bps", min: 0 },
+      "Encrypted bytes per second on the tunnel, seen from the gateway.",
+    ),
+    panel(
+      7,
+      "timeseries",
+      "Proxy connections by result",
+      { x: 0, y: 14, w: 12, h: 8 },
+      [
+        {
+          expr: "sum by (result, reply) (rate(wg_egress_proxy_connections_total[5m]))",
+          legendFormat: "{{result}} {{reply}}",
+        },
+      ],
+      { unit: "reqps", min: 0 },
+      "Finished proxy connections per second, by result and SOCKS reply.",
+    ),
+    panel(
+      8,
+      "timeseries",
+      "Refusals by reason",
+      { x: 12, y: 14, w: 12, h: 8 },
+      [
+        {
+          expr: "sum by (reason) (rate(wg_egress_proxy_clients_refused_total[5m]))",
+          legendFormat: "client: {{reason}}",
+        },
+        {
+          expr: `sum by (reply) (rate(wg_egress_proxy_connections_total{result="refused"}[5m]))`,
+          legendFormat: "request: {{reply}}",
+        },
+      ],
+      { unit: "reqps", min: 0 },
+      "Clients dropped on accept (allow-list, limits) and requests refused by the destination policy.",
+    ),
+    panel(
+      9,
+      "timeseries",
+      "Proxy throughput",
+      { x: 0, y: 22, w: 24, h: 8 },
+      [{ expr: "sum by (direction) (rate(wg_egress_proxy_bytes_total[5m]))", legendFormat: "{{direction}}" }],
+      { unit: "Bps", min: 0 },
+      "Bytes relayed by the proxy: up = client to destination, down = destination to client.",
+    ),
+  ];
+  return {
+    uid: "wg-egress",
+    title: "wg-egress: WireGuard VPN egress",
+    tags: ["wg-egress", "wireguard"],
+    timezone: "browser",
+    schemaVersion: 39,
+    version: 1,
+    editable: true,
+    graphTooltip: 1,
+    refresh: "30s",
+    time: { from: "now-6h", to: "now" },
+    templating: {
+      list: [
+        {
+          name: "datasource",
+          label: "Data source",
+          type: "datasource",
+          query: "prometheus",
+          current: {},
+          hide: 0,
+        },
+        {
+          name: "interface",
+          label: "Interface",
+          type: "query",
+          datasource: DS,
+          query: {
+            query: "label_values(wireguard_latest_handshake_delay_seconds, interface)",
+            refId: "interface",
+          },
+          definition: "label_values(wireguard_latest_handshake_delay_seconds, interface)",
+          current: { text: ifname, value: ifname, selected: true },
+          refresh: 2,
+          includeAll: false,
+          multi: false,
+          hide: 0,
+        },
+      ],
+    },
+    annotations: { list: [] },
+    panels,
+  };
+}
+
+export function renderGrafana(config: Config): string {
+  return `${JSON.stringify(dashboard(config), null, 2)}\n`;
+}

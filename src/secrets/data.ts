@@ -1,0 +1,50 @@
+import { parse, stringify } from "yaml";
+import { z } from "zod";
+import { hostPort, wgKey } from "../config/types.js";
+import { UserError } from "../util/errors.js";
+
+/** What the encrypted store holds: both sides' WireGuard keys, the API token and the exit's endpoint. */
+export const secretsDataSchema = z
+  .object({
+    exit: z.object({ privateKey: wgKey }).strict(),
+    gateway: z.object({ privateKey: wgKey }).strict(),
+    hcloudToken: z.string().min(1).optional(),
+    endpoint: hostPort.optional(),
+  })
+  .strict();
+
+export type SecretsData = z.infer<typeof secretsDataSchema>;
+
+/** Names accepted by `secrets show --reveal`. */
+export const SECRET_FIELDS = ["exit.privateKey", "gateway.privateKey", "hcloudToken"] as const;
+export type SecretField = (typeof SECRET_FIELDS)[number];
+
+export function secretField(data: SecretsData, field: SecretField): string | undefined {
+  if (field === "hcloudToken") return data.hcloudToken;
+  return field === "exit.privateKey" ? data.exit.privateKey : data.gateway.privateKey;
+}
+
+export function serializeSecrets(data: SecretsData): string {
+  return stringify(secretsDataSchema.parse(data));
+}
+
+/** Parses decrypted text; the message names the file and the field but never a value. */
+export function parseSecrets(text: string, source: string): SecretsData {
+  let raw: unknown;
+  try {
+    raw = parse(text);
+  } catch {
+    throw new UserError(
+      `${source}: decrypted content is not YAML; recreate it with wg-egress secrets init --force`,
+      1,
+    );
+  }
+  // sops adds its own metadata next to the values.
+  if (raw && typeof raw === "object") delete (raw as Record<string, unknown>).sops;
+  const r = secretsDataSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new UserError(`${source}: ${issue.path.map(String).join(".") || "(top)"}: ${issue.message}`, 1);
+  }
+  return r.data;
+}

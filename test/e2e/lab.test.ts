@@ -1,0 +1,31 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+/**
+ * The issue's end-to-end proof through the real CLI: `lab up`, `lab test` (scenarios 1–5), `lab down`.
+ * Holds /tmp/wgelab.lock for the whole sequence so nobody else's lab run interleaves with ours.
+ */
+
+const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+const root = process.getuid?.() === 0;
+
+test("lab up, lab test, lab down", {
+  skip: !root && "needs root (network namespaces, nftables, wireguard-go)",
+  timeout: 240_000,
+}, () => {
+  const node = JSON.stringify(process.execPath);
+  const cli = (cmd: string) => `${node} ${JSON.stringify(MAIN)} --log-level warn lab ${cmd}`;
+  const script = `${cli("up")} || exit 10; ${cli("test")}; rc=$?; ${cli("down")} || exit 11; exit $rc`;
+  const r = spawnSync("flock", ["/tmp/wgelab.lock", "sh", "-c", script], {
+    encoding: "utf8",
+    timeout: 230_000,
+  });
+  const out = `${r.stdout}\n${r.stderr}`;
+  assert.equal(r.status, 0, out);
+  assert.match(r.stdout, /lab is up/);
+  for (const n of [1, 2, 3, 4, 5]) assert.match(r.stdout, new RegExp(`^PASS ${n} `, "m"), out);
+  assert.doesNotMatch(r.stdout, /^FAIL/m);
+  assert.match(r.stdout, /lab is down; nothing left behind/);
+});
