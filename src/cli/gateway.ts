@@ -1,6 +1,7 @@
 import type { Command } from "commander";
-import { gatewayDown, gatewayUp, requireRoot, resolveProxyUid } from "../gateway/apply.js";
+import { gatewayDown, gatewayUp, requireRoot } from "../gateway/apply.js";
 import { dataPathOf, describeStep, type Step } from "../gateway/plan.js";
+import { resolveProxyUid } from "../gateway/proxy-user.js";
 import { formatStatus, observe, summarize } from "../gateway/status.js";
 import { addConfigOption, configFrom } from "./common.js";
 

@@ -1,4 +1,6 @@
 import { type Command, InvalidArgumentError } from "commander";
+import type { GatewayConfig } from "../config/gateway-schema.js";
+import { resolveProxyUid } from "../gateway/proxy-user.js";
 import { serveMetrics } from "../metrics/http.js";
 import { createProxyMetrics } from "../metrics/proxy-metrics.js";
 import { fdsNeeded, readFdLimit } from "../socks/fd-limit.js";
@@ -17,7 +19,8 @@ destinations (reply 0x02) unless allowed with --allow-destination; rules apply t
 
 Reply codes: 0x02 policy, 0x03 network unreachable, 0x04 host unreachable and DNS failure (no such
 name, no address, resolver timeout: RFC 1928 has no DNS code), 0x05 refused, 0x06 connect timeout,
-0x07 command other than CONNECT (BIND and UDP ASSOCIATE are not supported), 0x08 address type.
+0x07 BIND (not supported), 0x08 address type. UDP ASSOCIATE is supported (no fragments); each
+datagram passes the same destination policy, and the association ends with its TCP connection.
 HTTP CONNECT on the same port answers 403 / 407 / 502 / 504.
 
 Signals: SIGHUP reloads the config (users, policy, limits; established connections stay),
@@ -103,6 +106,28 @@ function logFdLimit(maxConnections: number): void {
   } else log.info({ soft: limit.soft, hard: limit.hard, needed: need }, "open-file limit is sufficient");
 }
 
+/**
+ * Only the marked user's connections go through the tunnel; anything else leaves via the default route.
+ * Compares uids: the marked uid often has no passwd entry (the lab and containers use a bare uid 400).
+ */
+function warnIfNotMarkedUser(gw: GatewayConfig): void {
+  const uid = process.getuid?.();
+  if (uid === undefined) return;
+  let marked: number;
+  try {
+    marked = resolveProxyUid(gw);
+  } catch (err) {
+    log.warn(`cannot tell which uid the gateway marks: ${errorMessage(err)}`);
+    return;
+  }
+  if (uid !== marked) {
+    log.warn(
+      { uid, markedUid: marked },
+      `running as uid ${uid}, but the gateway routes uid ${marked} into the tunnel: run the proxy as that user (systemd User=)`,
+    );
+  }
+}
+
 async function runProxy(opts: ProxyFlags, cmd: Command): Promise<void> {
   const overrides = overridesFrom(opts, cmd.getOptionValueSource("httpConnect") === "cli");
   const load = () => {
@@ -111,6 +136,7 @@ async function runProxy(opts: ProxyFlags, cmd: Command): Promise<void> {
   };
   const { cfg, settings } = load();
   logFdLimit(settings.maxConnections);
+  warnIfNotMarkedUser(cfg.gateway);
   const metrics = createProxyMetrics();
   const server = new ProxyServer(settings, metrics, log);
   await server.listen();

@@ -13,14 +13,17 @@ function describe(value: unknown): string {
 }
 
 function keyPath(path: readonly PropertyKey[]): string {
-  return path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i ? "." : ""}${String(p)}`)).join("") || "(top)";
+  return (
+    path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i ? "." : ""}${String(p)}`)).join("") || "(top)"
+  );
 }
 
 /** One line per problem: the key, the bad value, and what is expected. */
 export function formatConfigError(source: string, error: z.ZodError): string {
   const issue = error.issues[0];
   let what = issue.message;
-  if (issue.code === "unrecognized_keys") what = `unknown key(s) ${issue.keys.join(", ")}: remove or fix the spelling`;
+  if (issue.code === "unrecognized_keys")
+    what = `unknown key(s) ${issue.keys.join(", ")}: remove or fix the spelling`;
   const at = keyPath(issue.path);
   const input = "input" in issue ? describe(issue.input) : undefined;
   const more = error.issues.length > 1 ? ` (+${error.issues.length - 1} more)` : "";
@@ -54,7 +57,8 @@ export function readConfigFile(path: string | undefined): { raw: Record<string, 
   } catch (e) {
     throw new UserError(`invalid YAML in ${file}: ${(e as Error).message.split("\n")[0]}`);
   }
-  if (typeof raw !== "object" || Array.isArray(raw)) throw new UserError(`invalid config ${file}: expected a mapping at the top`);
+  if (typeof raw !== "object" || Array.isArray(raw))
+    throw new UserError(`invalid config ${file}: expected a mapping at the top`);
   return { raw: raw as Record<string, unknown>, source: file };
 }
 

@@ -1,5 +1,17 @@
+import { isIP } from "node:net";
 import { z } from "zod";
+import { parseHostPort } from "../util/hostport.js";
 import { cidr, hostPort, port, seconds } from "./types.js";
+
+/** What c-ares' setServers accepts: an IP literal, optionally with a port. */
+const dnsServer = z.string().refine(
+  (v) => {
+    if (isIP(v)) return true;
+    const hp = parseHostPort(v);
+    return typeof hp !== "string" && isIP(hp.host) !== 0 && hp.port > 0;
+  },
+  { message: "expected an IP address, IP:PORT or [IPv6]:PORT of a DNS server" },
+);
 
 export const userSchema = z.object({
   name: z.string().min(1).max(255),
@@ -33,8 +45,8 @@ export const proxySchema = z
       .prefault({}),
     dns: z
       .object({
-        /** Resolver addresses (IP or IP:port); empty = the system resolver (getaddrinfo). */
-        servers: z.array(z.string()).default([]),
+        /** Resolver addresses (IP, IP:port or [IPv6]:port); empty = the system resolver (getaddrinfo). */
+        servers: z.array(dnsServer).default([]),
         /** Which address family to try first when a name has both. */
         family: z.enum(["ipv4first", "ipv6first", "ipv4only", "ipv6only", "system"]).default("ipv4first"),
         timeoutSeconds: seconds.default(5),

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { Config } from "../config/schema.js";
-import { resolveProxyUid } from "../gateway/apply.js";
 import { dataPathOf, NFT_TABLE } from "../gateway/plan.js";
+import { resolveProxyUid } from "../gateway/proxy-user.js";
 import { observe, summarize } from "../gateway/status.js";
 import { errorMessage } from "../util/errors.js";
 import { type HostPort, parseHostPort } from "../util/hostport.js";

@@ -1,5 +1,5 @@
 import { createSocket } from "node:dgram";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import type { GatewayConfig } from "../config/gateway-schema.js";
 import { errorMessage, UserError } from "../util/errors.js";
 import { log } from "../util/log.js";
@@ -15,6 +15,7 @@ import {
   type Step,
   upSpecOf,
 } from "./plan.js";
+import { resolveProxyUid } from "./proxy-user.js";
 import { observe } from "./status.js";
 import { createLink, stopUserspace } from "./wireguard.js";
 
@@ -23,19 +24,6 @@ import { createLink, stopUserspace } from "./wireguard.js";
 export function requireRoot(what: string): void {
   if (process.getuid?.() !== 0)
     throw new UserError(`${what} changes interfaces, routes and nftables: run it as root`, 1);
-}
-
-/** The proxy's uid: gateway.proxyUser (a name, looked up in /etc/passwd) or gateway.proxyUid. */
-export function resolveProxyUid(gw: GatewayConfig, passwd = "/etc/passwd"): number {
-  if (!gw.proxyUser) return gw.proxyUid;
-  const line = readFileSync(passwd, "utf8")
-    .split("\n")
-    .find((l) => l.split(":")[0] === gw.proxyUser);
-  if (!line)
-    throw new UserError(
-      `unknown user "${gw.proxyUser}" (gateway.proxyUser): create it or set gateway.proxyUid`,
-    );
-  return Number(line.split(":")[2]);
 }
 
 /** Fails when another socket holds the UDP port WireGuard should listen on. */

@@ -38,7 +38,9 @@ export async function serveMetrics(
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once("error", (e) => reject(new Error(`cannot serve metrics on ${formatHostPort(listen)}: ${e.message}`)));
+    server.once("error", (e) =>
+      reject(new Error(`cannot serve metrics on ${formatHostPort(listen)}: ${e.message}`)),
+    );
     server.listen(listen.port, listen.host, () => resolve());
   });
   return server;

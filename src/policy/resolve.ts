@@ -1,10 +1,20 @@
 import { promises as dns } from "node:dns";
 import { isIP } from "node:net";
 import type { ProxyConfig } from "../config/proxy-schema.js";
-import { DnsError } from "../socks/replies.js";
 import { unmapIPv4 } from "./addresses.js";
 
 export type DnsConfig = ProxyConfig["dns"];
+
+/** Raised by name resolution, so its codes (c-ares reuses ECONNREFUSED, ETIMEOUT) are not read as TCP errors. */
+export class DnsError extends Error {
+  constructor(
+    readonly code: string,
+    readonly hostname: string,
+  ) {
+    super(`cannot resolve ${hostname}: ${code}`);
+    this.name = "DnsError";
+  }
+}
 
 function byFamily(addresses: string[], family: DnsConfig["family"]): string[] {
   switch (family) {

@@ -17,6 +17,7 @@ import {
 import { relay } from "./relay.js";
 import { httpStatusForReply, replyForError } from "./replies.js";
 import type { ProxySettings } from "./settings.js";
+import { UdpAssociation } from "./udp.js";
 
 /** What a connection needs from its server: accounting when it ends. */
 export interface ConnectionHost {
@@ -90,6 +91,7 @@ export class Connection {
   private buf: Buffer | undefined;
   private early: Buffer | undefined;
   upstream: Tagged | undefined;
+  private udp: UdpAssociation | undefined;
   private open = 1;
   private candidates: string[] = [];
   private port = 0;
@@ -122,6 +124,16 @@ export class Connection {
   }
 
   handshake(chunk: Buffer): void {
+    if (this.stage === S.Connecting) {
+      // a chunk already under way when we paused: it belongs to the relay
+      this.early = this.early === undefined ? chunk : Buffer.concat([this.early, chunk]);
+      return;
+    }
+    // The socket timeout only catches silence; this also ends clients that trickle bytes to stay alive.
+    if (performance.now() - this.started > this.settings.handshakeTimeoutMs) {
+      this.drop("handshake_timeout");
+      return;
+    }
     const buf = this.buf === undefined ? chunk : Buffer.concat([this.buf, chunk]);
     this.buf = undefined;
     let off = 0;
@@ -172,8 +184,9 @@ export class Connection {
         }
         const { code, host, port } = r.value;
         this.begin(buf, off + r.length, host, port);
-        if (code !== CMD.connect) return this.fail(REP.commandNotSupported, `command ${code} (only CONNECT)`);
-        this.request(host, port);
+        if (code === CMD.connect) this.request(host, port);
+        else if (code === CMD.udpAssociate) this.associate(port);
+        else return this.fail(REP.commandNotSupported, `command ${code} (BIND is not supported)`);
         return -1;
       }
       case S.Http: {
@@ -299,6 +312,41 @@ export class Connection {
     this.early = undefined;
   }
 
+  /** UDP ASSOCIATE: `port` is where the client will send from (0 = not known yet). */
+  private associate(port: number): void {
+    const h = this.host;
+    UdpAssociation.open(this.client.localAddress ?? "", this.clientIp, port, this.settings, (s, o) =>
+      h.observeDns(s, o),
+    ).then(
+      (udp) => {
+        if (this.stage !== S.Connecting) {
+          udp.close();
+          return;
+        }
+        this.udp = udp;
+        this.stage = S.Relaying;
+        this.reply = REP.succeeded;
+        this.dest = "udp-associate";
+        const { host, port: boundPort } = udp.address;
+        this.client.write(serializeReply(REP.succeeded, host, boundPort));
+        this.handshakeSeconds = (performance.now() - this.started) / 1000;
+        this.client.setTimeout(this.settings.idleTimeoutMs);
+        this.client.resume(); // the control connection carries nothing more; its EOF ends the association
+      },
+      (err: Error) => {
+        if (this.stage === S.Connecting) this.fail(REP.generalFailure, err.message);
+      },
+    );
+  }
+
+  get bytesUp(): number {
+    return this.upstream?.bytesWritten ?? this.udp?.up ?? 0;
+  }
+
+  get bytesDown(): number {
+    return this.upstream?.bytesRead ?? this.udp?.down ?? 0;
+  }
+
   upstreamFailed(up: Tagged, err: Error): void {
     if (up !== this.upstream || this.stage !== S.Connecting) return; // relay errors: 'close' handles them
     up.destroy();
@@ -351,9 +399,9 @@ export class Connection {
     this.upstream?.destroy();
   }
 
-  /** EOF before the request was complete (or after a failure reply): nothing more can come. */
+  /** EOF before the request was complete, after a failure reply, or on a UDP control connection. */
   clientEnded(): void {
-    if (this.stage < S.Connecting || this.stage === S.Done) {
+    if (this.stage < S.Connecting || this.stage === S.Done || this.udp) {
       if (this.stage !== S.Done) this.outcome ??= "client_closed";
       this.stage = S.Done;
       this.client.destroy();
@@ -361,6 +409,7 @@ export class Connection {
   }
 
   clientClosed(): void {
+    this.udp?.close();
     if (this.stage !== S.Relaying) {
       if (this.stage !== S.Done) this.outcome ??= "client_closed";
       this.stage = S.Done;

@@ -119,20 +119,23 @@ function isHostnameByte(c: number): boolean {
   return c > 0x20 && c < 0x7f;
 }
 
-export function parseAddressMessage(buf: Uint8Array, offset = 0): Parsed<AddressMessage> {
-  const avail = buf.length - offset;
-  if (avail < 1) return MORE;
-  if (buf[offset] !== SOCKS_VERSION) return fail(`SOCKS version ${buf[offset]}, expected 5`);
-  if (avail < 4) return MORE;
-  const code = buf[offset + 1];
-  const atyp = buf[offset + 3];
+export interface Address {
+  atyp: number;
+  host: string;
+  port: number;
+}
+
+/** ATYP ADDR PORT at `pos`; the length counts from `pos`. */
+function parseAddress(buf: Uint8Array, pos: number): Parsed<Address> {
+  if (buf.length < pos + 1) return MORE;
+  const atyp = buf[pos];
   let addrLen: number;
-  let start = offset + 4;
+  let start = pos + 1;
   if (atyp === ATYP.ipv4) addrLen = 4;
   else if (atyp === ATYP.ipv6) addrLen = 16;
   else if (atyp === ATYP.domain) {
-    if (avail < 5) return MORE;
-    addrLen = buf[offset + 4];
+    if (buf.length < pos + 2) return MORE;
+    addrLen = buf[pos + 1];
     start++;
     if (addrLen === 0) return fail("empty domain name", REP.generalFailure);
   } else return fail(`address type ${atyp}`, REP.addressTypeNotSupported);
@@ -148,14 +151,24 @@ export function parseAddressMessage(buf: Uint8Array, offset = 0): Parsed<Address
     host = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString("latin1", start, end);
   }
   const port = (buf[end] << 8) | buf[end + 1];
-  return ok({ code, atyp, host, port }, end + 2 - offset);
+  return ok({ atyp, host, port }, end + 2 - pos);
+}
+
+export function parseAddressMessage(buf: Uint8Array, offset = 0): Parsed<AddressMessage> {
+  const avail = buf.length - offset;
+  if (avail < 1) return MORE;
+  if (buf[offset] !== SOCKS_VERSION) return fail(`SOCKS version ${buf[offset]}, expected 5`);
+  if (avail < 4) return MORE;
+  const r = parseAddress(buf, offset + 3);
+  if (r.status !== "ok") return r;
+  return ok({ code: buf[offset + 1], ...r.value }, r.length + 3);
 }
 
 export const parseRequest = parseAddressMessage;
 export const parseReply = parseAddressMessage;
 
-/** Serializes a request or reply; the address type follows from `host` (IPv4, IPv6 or a name). */
-export function serializeAddressMessage(code: number, host: string, port: number): Buffer {
+/** Three leading bytes, then ATYP ADDR PORT; the address type follows from `host` (IPv4, IPv6 or a name). */
+function serializeWithAddress(b0: number, b1: number, b2: number, host: string, port: number): Buffer {
   let out: Buffer;
   let at: number;
   if (isIPv4(host)) {
@@ -178,11 +191,36 @@ export function serializeAddressMessage(code: number, host: string, port: number
     name.copy(out, 5);
     at = 5 + name.length;
   }
-  out[0] = SOCKS_VERSION;
-  out[1] = code;
-  out[2] = 0;
+  out[0] = b0;
+  out[1] = b1;
+  out[2] = b2;
   out.writeUInt16BE(port, at);
   return out;
+}
+
+/** Serializes a request or reply. */
+export function serializeAddressMessage(code: number, host: string, port: number): Buffer {
+  return serializeWithAddress(SOCKS_VERSION, code, 0, host, port);
+}
+
+/** A UDP ASSOCIATE datagram: RSV(2) FRAG ATYP DST.ADDR DST.PORT DATA. */
+export interface UdpDatagram extends Address {
+  frag: number;
+  data: Buffer;
+}
+
+/** Datagrams arrive whole: a short one is an error, never "more". */
+export function parseUdpDatagram(buf: Buffer): Parsed<UdpDatagram> {
+  if (buf.length < 4) return fail("datagram shorter than its header");
+  const r = parseAddress(buf, 3);
+  if (r.status === "more") return fail("datagram shorter than its header");
+  if (r.status === "error") return r;
+  return ok({ frag: buf[2], ...r.value, data: buf.subarray(3 + r.length) }, buf.length);
+}
+
+/** The header the proxy puts before a datagram it relays back: where it came from. */
+export function serializeUdpHeader(host: string, port: number): Buffer {
+  return serializeWithAddress(0, 0, 0, host, port);
 }
 
 export function serializeRequest(cmd: number, host: string, port: number): Buffer {

@@ -51,9 +51,3 @@ export function relay(client: Socket, upstream: Socket, early?: Buffer): void {
   wire(upstream, client);
   client.resume();
 }
-
-/** Ends both directions now (idle timeout, shutdown). */
-export function destroyPair(a: Socket, b: Socket | undefined): void {
-  a.destroy();
-  b?.destroy();
-}

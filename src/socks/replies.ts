@@ -1,23 +1,5 @@
+import { DnsError } from "../policy/resolve.js";
 import { REP } from "./protocol.js";
-
-/** Raised by name resolution, so its codes (c-ares reuses ECONNREFUSED, ETIMEOUT) are not read as TCP errors. */
-export class DnsError extends Error {
-  constructor(
-    readonly code: string,
-    readonly hostname: string,
-  ) {
-    super(`cannot resolve ${hostname}: ${code}`);
-    this.name = "DnsError";
-  }
-}
-
-/** Raised when the destination policy refuses a request. */
-export class PolicyError extends Error {
-  constructor(readonly reason: string) {
-    super(`not allowed: ${reason}`);
-    this.name = "PolicyError";
-  }
-}
 
 /**
  * The SOCKS5 reply code for a failed CONNECT, from the real error.
@@ -28,7 +10,6 @@ export class PolicyError extends Error {
  *   allowed by ruleset": the refusal comes from the gateway's own rules, not the destination.
  */
 export function replyForError(err: unknown): number {
-  if (err instanceof PolicyError) return REP.notAllowed;
   if (err instanceof DnsError) return REP.hostUnreachable;
   switch ((err as NodeJS.ErrnoException | undefined)?.code) {
     case "ECONNREFUSED":

@@ -45,12 +45,18 @@ export class ProxyServer implements ConnectionHost {
   private nextId = 1;
   private refusals = 0;
   private lastRefusalLog = 0;
+  /** The per-connection line has fixed fields and never a credential: skip redaction on the hottest log call. */
+  private readonly connectionLog: Logger;
+  /** Counter children by "result|reply", so closing a connection does not re-hash its labels. */
+  private readonly resultCounters = new Map<string, { inc(): void }>();
 
   constructor(
     public settings: ProxySettings,
     private readonly metrics: ProxyMetrics,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.connectionLog = log.child({}, { redact: { paths: [], censor: "" } });
+  }
 
   /** Listens on every address; resolves with the actual addresses (port 0 → the port chosen). */
   async listen(addresses: readonly HostPort[] = this.settings.listen): Promise<HostPort[]> {
@@ -122,13 +128,19 @@ export class ProxyServer implements ConnectionHost {
     m.active.dec();
     const result = resultOf(conn);
     const reply = conn.reply >= 0 ? replyName(conn.reply) : "none";
-    m.connections.inc({ result, reply });
-    const up = conn.upstream?.bytesWritten ?? 0;
-    const down = conn.upstream?.bytesRead ?? 0;
+    const key = `${result}|${reply}`;
+    let counter = this.resultCounters.get(key);
+    if (!counter) {
+      counter = m.connections.labels({ result, reply });
+      this.resultCounters.set(key, counter);
+    }
+    counter.inc();
+    const up = conn.bytesUp;
+    const down = conn.bytesDown;
     if (up > 0) m.bytes.inc({ direction: "up" }, up);
     if (down > 0) m.bytes.inc({ direction: "down" }, down);
     if (conn.handshakeSeconds >= 0) m.handshakeSeconds.observe(conn.handshakeSeconds);
-    this.log.info(
+    this.connectionLog.info(
       {
         id: conn.id,
         client: formatHostPort({ host: conn.clientIp, port: conn.client.remotePort ?? 0 }),

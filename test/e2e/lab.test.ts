@@ -18,7 +18,7 @@ test("lab up, lab test, lab down", {
   const node = JSON.stringify(process.execPath);
   const cli = (cmd: string) => `${node} ${JSON.stringify(MAIN)} --log-level warn lab ${cmd}`;
   const script = `${cli("up")} || exit 10; ${cli("test")}; rc=$?; ${cli("down")} || exit 11; exit $rc`;
-  const r = spawnSync("flock", ["/tmp/wgelab.lock", "sh", "-c", script], {
+  const r = spawnSync("flock", ["-w", "600", "/tmp/wgelab.lock", "sh", "-c", script], {
     encoding: "utf8",
     timeout: 230_000,
   });

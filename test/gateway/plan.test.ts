@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { parseConfig } from "../../src/config/load.js";
-import { NOTHING, resolveProxyUid } from "../../src/gateway/apply.js";
+import { NOTHING } from "../../src/gateway/apply.js";
 import {
   describeStep,
   type GatewayState,
@@ -19,6 +19,7 @@ import {
   type UpSpec,
   upSpecOf,
 } from "../../src/gateway/plan.js";
+import { resolveProxyUid } from "../../src/gateway/proxy-user.js";
 import { parseNftTable, summarize } from "../../src/gateway/status.js";
 import { UserError } from "../../src/util/errors.js";
 

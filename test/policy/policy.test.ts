@@ -3,8 +3,7 @@ import { test } from "node:test";
 import { blockListOf, matches, unmapIPv4 } from "../../src/policy/addresses.js";
 import { ClientPolicy, defaultClientCidrs } from "../../src/policy/clients.js";
 import { type DestinationConfig, DestinationPolicy } from "../../src/policy/destination.js";
-import { DestinationResolver } from "../../src/policy/resolve.js";
-import { DnsError } from "../../src/socks/replies.js";
+import { DestinationResolver, DnsError } from "../../src/policy/resolve.js";
 import { dnsStub } from "../proxy/helpers.js";
 
 function policy(over: Partial<DestinationConfig> = {}, own: string[] = ["203.0.113.7"]): DestinationPolicy {

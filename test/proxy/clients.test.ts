@@ -11,7 +11,7 @@ import {
   httpServer,
   LOOPBACK_ALLOW,
   type ProxyProcess,
-  PYTHON,
+  runPySocks,
   startProxy,
   writeTemp,
 } from "./helpers.js";
@@ -72,11 +72,7 @@ test("ncat --proxy-type socks5 (stdin EOF half-closes; the echo still comes back
 });
 
 test("PySocks", async () => {
-  const script = [
-    "import socks, sys",
-    "s = socks.socksocket()",
-    `s.set_proxy(socks.SOCKS5, "127.0.0.1", ${proxy.port})`,
-    "s.settimeout(10)",
+  const r = await runPySocks(proxy.port, "stream", [
     `s.connect(("127.0.0.1", ${http4.port}))`,
     's.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")',
     'data = b""',
@@ -85,8 +81,7 @@ test("PySocks", async () => {
     "    if not chunk: break",
     "    data += chunk",
     "sys.stdout.write(data.decode())",
-  ].join("\n");
-  const r = await run(PYTHON, ["-c", script], { timeoutMs: 15_000, allowFail: true });
+  ]);
   assert.ok(r.stdout.endsWith(BODY), r.stderr);
 });
 
@@ -143,4 +138,15 @@ test("HTTP CONNECT on the same port: tunnel works, policy refusal is 403", async
     `http://127.0.0.1:${http4.port}/`,
   ]);
   assert.equal(plain.stdout, "405");
+});
+
+test("--no-http-connect: an HTTP request on the SOCKS port is closed unanswered", async () => {
+  const socksOnly = await startProxy([...LOOPBACK_ALLOW, "--no-http-connect"]);
+  try {
+    assert.equal(await connectStatus(socksOnly.port, `http://127.0.0.1:${http4.port}/`), "000");
+    const r = await curl(["--socks5", `127.0.0.1:${socksOnly.port}`, `http://127.0.0.1:${http4.port}/`]);
+    assert.equal(r.stdout, BODY, r.stderr);
+  } finally {
+    await socksOnly.stop();
+  }
 });

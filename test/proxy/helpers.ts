@@ -375,3 +375,15 @@ export async function expectDropped(port: number): Promise<void> {
   const got = await c.untilClosed();
   if (got.length !== 0) throw new Error(`expected no answer, got ${got.toString("hex")}`);
 }
+
+/** Runs Python with a PySocks socket `s` (TCP or UDP) already pointed at the proxy; returns stdout/stderr. */
+export function runPySocks(proxyPort: number, kind: "stream" | "dgram", lines: string[]) {
+  const script = [
+    "import socket, socks, sys",
+    `s = socks.socksocket(socket.AF_INET, socket.${kind === "stream" ? "SOCK_STREAM" : "SOCK_DGRAM"})`,
+    `s.set_proxy(socks.SOCKS5, "127.0.0.1", ${proxyPort})`,
+    "s.settimeout(10)",
+    ...lines,
+  ].join("\n");
+  return run(PYTHON, ["-c", script], { timeoutMs: 15_000, allowFail: true });
+}

@@ -14,6 +14,7 @@ import {
   type ProxyProcess,
   PYTHON,
   RawClient,
+  sleep,
   socksConnect,
   startProxy,
 } from "./helpers.js";
@@ -138,8 +139,8 @@ test("0x06: connect timeout (destination whose accept queue is full drops the SY
   }
 });
 
-test("0x07: BIND and UDP ASSOCIATE are not supported", async () => {
-  for (const cmd of [2, 3]) {
+test("0x07: BIND and unknown commands are not supported", async () => {
+  for (const cmd of [2, 9]) {
     const { rep, c } = await socksConnect(proxy.port, ipv4Request(echo.port, [127, 0, 0, 1], cmd));
     assert.equal(rep, 7);
     c.close();
@@ -206,6 +207,19 @@ test("a silent client is closed by the handshake timeout", async () => {
   const c = await RawClient.open(proxy.port);
   assert.equal((await c.untilClosed(5000)).length, 0);
   await proxy.waitLog((l) => l.result === "handshake_timeout");
+});
+
+test("a client trickling its greeting byte by byte is closed after the handshake timeout too", async () => {
+  const c = await RawClient.open(proxy.port);
+  c.send([5, 255]); // announces 255 methods, then sends one every 300 ms (each resets the idle timer)
+  let sent = 0;
+  while (!c.closed && sent < 30) {
+    await sleep(300);
+    c.send([0]);
+    sent++;
+  }
+  assert.ok(c.closed, "still open after 9 s of trickling");
+  assert.equal((await c.untilClosed()).length, 0);
 });
 
 test("bytes sent together with the request (before the reply) reach the destination", async () => {

@@ -58,6 +58,32 @@ test("half-close: the client shuts down its write side and still receives the an
   }
 });
 
+test("half-close the other way: the destination finishes first, the client keeps sending", async () => {
+  let received = "";
+  let ended = false;
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    s.end("bye"); // FIN first: microsocks tears down both directions here
+    s.on("data", (d) => {
+      received += d;
+    });
+    s.on("end", () => {
+      ended = true;
+    });
+  });
+  const port = await listen(server);
+  try {
+    const { rep, c } = await socksConnect(proxy.port, ipv4Request(port));
+    assert.equal(rep, 0);
+    assert.equal(String(await c.untilClosed()), "bye");
+    c.socket.end("still talking after your EOF");
+    await until(() => ended, 5000, "the destination saw the client's EOF");
+    assert.equal(received, "still talking after your EOF");
+    c.close();
+  } finally {
+    server.close();
+  }
+});
+
 test("50 MB each way arrive intact (sha256 at both ends)", async () => {
   const payload = randomBytes(50 * 1024 * 1024);
   const want = createHash("sha256").update(payload).digest("hex");

@@ -7,11 +7,13 @@ import {
   parseAddressMessage,
   parseAuthRequest,
   parseGreeting,
+  parseUdpDatagram,
   REP,
   serializeAddressMessage,
   serializeAuthRequest,
   serializeGreeting,
   serializeReply,
+  serializeUdpHeader,
 } from "../../src/socks/protocol.js";
 
 test("greeting: complete, partial, wrong version, zero methods", () => {
@@ -136,5 +138,24 @@ test("fuzz: greetings and auth requests round-trip at every split point", () => 
       checkSplits(serializeAuthRequest({ username, password }), parseAuthRequest, { username, password });
     }),
     { numRuns: 300 },
+  );
+});
+
+test("UDP datagrams: header round-trip, short ones are errors, random bytes never throw", () => {
+  const d = parseUdpDatagram(Buffer.concat([serializeUdpHeader("example.org", 53), Buffer.from("q")]));
+  assert.equal(d.status, "ok");
+  assert.deepEqual(d.status === "ok" && [d.value.frag, d.value.host, d.value.port, String(d.value.data)], [
+    0,
+    "example.org",
+    53,
+    "q",
+  ]);
+  assert.equal(parseUdpDatagram(Buffer.from([0, 0, 0, 1, 127])).status, "error");
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+      const r = parseUdpDatagram(Buffer.from(bytes));
+      assert.notEqual(r.status, "more");
+    }),
+    { numRuns: 2000 },
   );
 });

@@ -1,13 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { DnsError } from "../../src/policy/resolve.js";
 import { REP } from "../../src/socks/protocol.js";
-import {
-  DnsError,
-  httpStatusForReply,
-  PolicyError,
-  replyForError,
-  replyName,
-} from "../../src/socks/replies.js";
+import { httpStatusForReply, replyForError, replyName } from "../../src/socks/replies.js";
 
 const errno = (code: string) => Object.assign(new Error(code), { code });
 
@@ -25,7 +20,6 @@ test("connect errors map to RFC 1928 reply codes", () => {
 test("DNS failures are host unreachable even when c-ares reuses TCP-looking codes", () => {
   assert.equal(replyForError(new DnsError("ENOTFOUND", "x.invalid")), REP.hostUnreachable);
   assert.equal(replyForError(new DnsError("ECONNREFUSED", "x.invalid")), REP.hostUnreachable);
-  assert.equal(replyForError(new PolicyError("loopback")), REP.notAllowed);
 });
 
 test("HTTP statuses and names for replies", () => {
