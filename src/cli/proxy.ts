@@ -98,12 +98,16 @@ function logFdLimit(maxConnections: number): void {
   const need = fdsNeeded(maxConnections);
   if (!limit) log.warn("cannot read the open-file limit from /proc/self/limits");
   else if (limit.soft < need) {
-    // Node has no setrlimit: the limit must be raised by whoever starts the process.
+    // Node raises the soft limit to the hard limit at start-up; beyond that only whoever starts us can help.
     log.warn(
       { soft: limit.soft, hard: limit.hard, needed: need },
-      `open-file limit ${limit.soft} is below ${need} (maxConnections*2+64); raise it with systemd LimitNOFILE=${need} or \`ulimit -n ${need}\` before starting, or lower proxy.limits.maxConnections`,
+      `open-file limit ${limit.soft} (soft raised to the hard limit at start) is below ${need} (maxConnections*2+64); raise it with systemd LimitNOFILE=${need} or \`ulimit -Hn ${need}\`, or lower proxy.limits.maxConnections`,
     );
-  } else log.info({ soft: limit.soft, hard: limit.hard, needed: need }, "open-file limit is sufficient");
+  } else
+    log.info(
+      { soft: limit.soft, hard: limit.hard, needed: need },
+      `open-file limit ${limit.soft} (soft raised to the hard limit at start) covers ${need}`,
+    );
 }
 
 /**
@@ -190,7 +194,7 @@ async function runProxy(opts: ProxyFlags, cmd: Command): Promise<void> {
 export function registerProxy(program: Command): void {
   const cmd = program
     .command("proxy")
-    .description("Run the SOCKS5 egress proxy (RFC 1928/1929; HTTP CONNECT on the same port)")
+    .description("run the SOCKS5 egress proxy (RFC 1928/1929; HTTP CONNECT on the same port)")
     .option(
       "--listen <host:port>",
       "listen address, repeatable; IPv6 as [::1]:1080 (default 127.0.0.1:1080)",
@@ -243,7 +247,7 @@ export function registerProxy(program: Command): void {
     )
     .option(
       "--max-connections <n>",
-      "max concurrent client connections (default 10000)",
+      "max concurrent client connections (default 8192)",
       number("--max-connections", true),
     )
     .option(

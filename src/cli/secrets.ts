@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { DEFAULT_CONFIG_PATH } from "../config/load.js";
+import { writeSecretFile } from "../gateway/keyfile.js";
 import { SECRET_FIELDS, type SecretField, secretField } from "../secrets/data.js";
 import { planRotation } from "../secrets/rotate.js";
 import { createAgeIdentity, openSecretsStore } from "../secrets/store.js";
@@ -64,6 +65,10 @@ export function registerSecrets(program: Command): void {
       const store = openSecretsStore(config.secrets);
       if (store.exists() && !o.force)
         throw new UserError(`${store.file} already exists: keep it, or pass --force to replace it`);
+      // The gateway reads its key from this file; checked first so nothing is half-created.
+      const keyFile = config.gateway.privateKeyFile;
+      if (existsSync(keyFile) && !o.force)
+        throw new UserError(`${keyFile} (gateway.privateKeyFile) already exists: pass --force to replace it`);
       const token = o.tokenStdin ? await readStdin() : process.env.HCLOUD_TOKEN?.trim();
       if (o.tokenStdin && !token) throw new UserError("--token-stdin: stdin was empty");
       if (config.secrets.backend === "age" && !existsSync(config.secrets.identityFile)) {
@@ -78,6 +83,8 @@ export function registerSecrets(program: Command): void {
       };
       await store.write(data);
       print(`created ${store.file} (${config.secrets.backend})`);
+      writeSecretFile(keyFile, `${data.gateway.privateKey}\n`, true);
+      print(`wrote the gateway's private key to ${keyFile} (0600)`);
       print(`exit public key:    ${publicKeyOf(data.exit.privateKey)}`);
       print(`gateway public key: ${publicKeyOf(data.gateway.privateKey)}`);
       print(`hcloud token: ${token ? "stored" : "not stored"}`);

@@ -65,7 +65,7 @@ export const proxySchema = z
     connectTimeoutSeconds: seconds.min(0.1).default(10),
     limits: z
       .object({
-        maxConnections: z.number().int().min(1).default(10000),
+        maxConnections: z.number().int().min(1).default(8192),
         maxPerClient: z.number().int().min(1).default(1000),
       })
       .prefault({}),

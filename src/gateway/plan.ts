@@ -19,7 +19,7 @@ import type { WgInterface } from "../wireguard/dump.js";
 export const NFT_TABLE = "wg-egress";
 /** Marked packets refused or dropped by the kill switch are counted here; `status` reads it. */
 export const REJECT_COUNTER = "killswitch_rejects";
-/** The catch-all route in our table: never removed while we are up, so lookups never fall through to main (finding 4). */
+/** The catch-all route in our table: never removed while we are up, so lookups never fall through to main. */
 export const UNREACHABLE_METRIC = 4294967295;
 export const NFT_CHAINS = [
   "mark_proxy",
@@ -143,14 +143,14 @@ function rulesetBody(p: DataPath): string {
   }
 
   # Mark only connections the proxy ORIGINATES: its replies to LAN clients are its packets too and must
-  # not enter the tunnel (finding 1). Loopback is not egress. The ct mark lets replies get the mark back.
+  # not enter the tunnel. Loopback is not egress. The ct mark lets replies get the mark back.
   chain mark_proxy {
     type route hook output priority mangle; policy accept;
     meta skuid ${p.uid} oifname != "lo" ct direction original meta mark set ${mark}
     meta mark ${mark} ct mark set meta mark
   }
 
-  # Replies from the tunnel carry the mark again, so strict rp_filter with src_valid_mark=1 accepts them (finding 9).
+  # Replies from the tunnel carry the mark again, so strict rp_filter with src_valid_mark=1 accepts them.
   chain restore_mark {
     type filter hook prerouting priority mangle; policy accept;
     iifname ${wg} ct mark ${mark} meta mark set ct mark
@@ -158,21 +158,21 @@ function rulesetBody(p: DataPath): string {
 
   # Kill switch, fast part: the proxy's connections are routed into the tunnel from their first lookup
   # (uid rules), so a marked packet headed anywhere else is refused at once and the proxy answers its
-  # client immediately instead of hanging (finding 10).${p.address6 ? "" : " No tunnel IPv6: marked IPv6 is refused."}
+  # client immediately instead of hanging.${p.address6 ? "" : " No tunnel IPv6: marked IPv6 is refused."}
   # (In the output hook oifname is that first decision, not the re-route.)
   chain kill_switch {
     type filter hook output priority filter; policy accept;
 ${p.address6 ? "" : `    meta mark ${mark} meta nfproto ipv6 ${reject}\n`}    meta mark ${mark} oifname != ${wg} ${reject}
   }
 
-  # Kill switch, final guard: after every re-route, nothing marked leaves except through the tunnel (finding 4).
+  # Kill switch, final guard: after every re-route, nothing marked leaves except through the tunnel.
   chain leak_guard {
     type filter hook postrouting priority filter; policy accept;
     meta mark ${mark} oifname != ${wg} counter name ${REJECT_COUNTER} drop
   }
 
   # The source address was chosen before the mark re-routed the packet (the home WAN address); the exit
-  # only accepts the tunnel address (finding 2).
+  # only accepts the tunnel address.
   chain snat_tunnel {
     type nat hook postrouting priority srcnat; policy accept;
     oifname ${wg} meta mark ${mark} masquerade
@@ -214,7 +214,7 @@ ${rulesetBody(p)}}
 /** The `wg syncconf` text without the private key line (apply adds it). */
 export function renderWgConf(spec: UpSpec): string {
   return `[Interface]
-${spec.listenPort ? `ListenPort = ${spec.listenPort}\n` : ""}# Never the egress mark: the tunnel's own UDP would be routed into the tunnel (finding 3).
+${spec.listenPort ? `ListenPort = ${spec.listenPort}\n` : ""}# Never the egress mark: the tunnel's own UDP would be routed into the tunnel.
 FwMark = off
 
 [Peer]
@@ -268,7 +268,7 @@ export interface OurRule {
  * Our rules, in priority order, each for IPv4 and IPv6:
  * - fwmark → our table: where marked packets are re-routed (the seed's rule);
  * - the proxy's uid → main, but never its default route (wg-quick's suppress_prefixlength 0): the proxy's
- *   replies to its clients keep using the LAN routes (finding 1);
+ *   replies to its clients keep using the LAN routes;
  * - the proxy's uid → our table: its connect() already picks the tunnel (and the tunnel address as
  *   source), and fails AT ONCE on the unreachable route when the tunnel is gone — the fast kill switch.
  */
@@ -298,7 +298,7 @@ export function ourRules(p: DataPath): OurRule[] {
       ],
       matches: (r) =>
         r.priority === p.rulePriority + 1 && isUid(r) && r.table === "main" && r.suppress_prefixlen === 0,
-      why: "the proxy's replies to LAN clients stay on the LAN (finding 1)",
+      why: "the proxy's replies to LAN clients stay on the LAN",
     },
     {
       args: ["priority", String(p.rulePriority + 2), "uidrange", uid, "lookup", String(p.table)],
@@ -342,7 +342,7 @@ export function planUp(spec: UpSpec, s: GatewayState): Step[] {
       kind: "sysctl",
       key: "net.ipv4.conf.all.src_valid_mark",
       value: "1",
-      why: "reverse-path checks use the restored mark (finding 9)",
+      why: "reverse-path checks use the restored mark",
     });
 
   const nftCurrent =
@@ -430,7 +430,7 @@ export function planUp(spec: UpSpec, s: GatewayState): Step[] {
       why: "MTU and link up",
     });
 
-  // Link down/up deletes this route and nothing puts it back by itself (finding 4): always check it.
+  // Link down/up deletes this route and nothing puts it back by itself: always check it.
   const src = spec.address.split("/")[0];
   if (!s.link?.up || !s.routes4.some(isTunnelDefault(spec.ifname)))
     steps.push({

@@ -7,7 +7,7 @@ import { run } from "../util/run.js";
 
 /**
  * Kernel WireGuard or wireguard-go behind one interface. wireguard-go keeps its control socket in
- * /var/run/wireguard/<if>.sock for the whole host, across network namespaces (finding 5), so an
+ * /var/run/wireguard/<if>.sock for the whole host, across network namespaces, so an
  * interface name identifies at most one wireguard-go process on the machine.
  */
 
@@ -35,7 +35,7 @@ export async function createLink(
   return "userspace";
 }
 
-/** "Z" (zombie) and "X" (dead) count as stopped: a killed daemon lingers as a zombie for a while (finding 13). */
+/** "Z" (zombie) and "X" (dead) count as stopped: a killed daemon lingers as a zombie for a while. */
 export function isRunning(pid: number): boolean {
   try {
     const state = /^State:\s+(\S)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];

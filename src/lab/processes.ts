@@ -49,7 +49,7 @@ export function pidsInNamespace(ns: string): number[] {
   return pids;
 }
 
-/** TERM, then KILL after a second (the proxy would drain for drainSeconds); zombies count as stopped (finding 13). */
+/** TERM, then KILL after a second (the proxy would drain for drainSeconds); zombies count as stopped. */
 export async function stopPids(pids: number[]): Promise<void> {
   const signal = (pid: number, sig: NodeJS.Signals) => {
     try {

@@ -127,7 +127,7 @@ async function killSwitch(): Promise<string> {
 
 /**
  * Control: without our kill switch (no unreachable route, no nft table: the seed design) the same break
- * leaks the home address (finding 4) — so the zero counts above are the kill switch's doing.
+ * leaks the home address — so the zero counts above are the kill switch's doing.
  */
 async function seedLeakControl(): Promise<string> {
   await inNs(NS.gw, [

@@ -13,7 +13,7 @@
 export const NS = { pod: "wgelab-pod", gw: "wgelab-gw", inet: "wgelab-inet", exit: "wgelab-exit" } as const;
 export const LAB_NAMESPACES = Object.values(NS);
 
-/** wireguard-go's control sockets are shared by all namespaces (finding 5): distinct names per side. */
+/** wireguard-go's control sockets are shared by all namespaces: distinct names per side. */
 export const GW_IF = "wgelab-gw0";
 export const EXIT_IF = "wgelab-exit0";
 export const EXIT_PUBLIC_IF = "pub0";
@@ -39,7 +39,7 @@ export const PROXY_KEEPALIVE_SECONDS = 5;
 export const HTTP_PORT = 80;
 export const LINE_PORT = 6667;
 
-/** Short so that idle connections die within a test (finding 8); per namespace. */
+/** Short so that idle connections die within a test; per namespace. */
 export const EXIT_CONNTRACK_TIMEOUT = 20;
 
 export const STATE_DIR = "/run/wgelab";
@@ -109,19 +109,19 @@ export function networkCommands(): Cmd[] {
     inNs(gw, "ip", "route", "add", "default", "via", ADDR.inetHome),
     inNs(exit, "ip", "route", "add", "default", "via", ADDR.inetVps),
     sysctl(inet, "net.ipv4.ip_forward", 1),
-    // Strict reverse-path filtering where it can bite (finding 9): the gateway and the exit.
+    // Strict reverse-path filtering where it can bite: the gateway and the exit.
     sysctl(gw, "net.ipv4.conf.all.rp_filter", 1),
     sysctl(gw, "net.ipv4.conf.default.rp_filter", 1),
     sysctl(exit, "net.ipv4.conf.all.rp_filter", 1),
     sysctl(exit, "net.ipv4.conf.default.rp_filter", 1),
     sysctl(inet, "net.ipv4.conf.all.rp_filter", 0),
     sysctl(pod, "net.ipv4.conf.all.rp_filter", 0),
-    // Node sets only the keepalive idle time; the probe interval is this sysctl (finding 12).
+    // Node sets only the keepalive idle time; the probe interval is this sysctl.
     sysctl(gw, "net.ipv4.tcp_keepalive_intvl", PROXY_KEEPALIVE_SECONDS),
   ];
 }
 
-/** After the exit setup loaded conntrack there: forget idle connections quickly (finding 8). */
+/** After the exit setup loaded conntrack there: forget idle connections quickly. */
 export function exitConntrackCommand(): Cmd {
   return sysctl(NS.exit, "net.netfilter.nf_conntrack_tcp_timeout_established", EXIT_CONNTRACK_TIMEOUT);
 }

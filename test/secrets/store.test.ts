@@ -113,6 +113,12 @@ test("secrets init/show: keys for both sides, token from stdin, private parts on
     (await cli(["secrets", "show", "--reveal", "hcloudToken", "-c", config])).stdout.trim(),
     token,
   );
+  // The gateway's key file is the stored gateway key, 0600, so `gateway up` can use it as is.
+  const gwPriv = (
+    await cli(["secrets", "show", "--reveal", "gateway.privateKey", "-c", config])
+  ).stdout.trim();
+  assert.equal(readFileSync(join(dir, "gateway.key"), "utf8").trim(), gwPriv);
+  assert.equal(mode(join(dir, "gateway.key")), 0o600);
   for (const out of [init.stdout, init.stderr, show.stdout, show.stderr])
     assert.ok(!out.includes(exitPriv) && !out.includes(token));
   const bad = await cli(["secrets", "show", "--reveal", "password", "-c", config]);
