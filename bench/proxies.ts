@@ -60,12 +60,10 @@ function command(name: Exclude<TargetName, "direct">, port: number, dir: string)
     case "wg-egress": {
       const conf = join(dir, "wg-egress.yaml");
       writeFileSync(conf, wgEgressConfig(port));
-      const main = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+      // The launcher users run (bin/wg-egress), with its allocator setting.
+      const bin = fileURLToPath(new URL("../../bin/wg-egress", import.meta.url));
       const hp = `127.0.0.1:${port}`;
-      return [
-        process.execPath,
-        [main, "proxy", "--config", conf, "--listen", hp, "--allow-destination", "127.0.0.0/8"],
-      ];
+      return [bin, ["proxy", "--config", conf, "--listen", hp, "--allow-destination", "127.0.0.0/8"]];
     }
     case "microsocks":
       return ["microsocks", ["-i", "127.0.0.1", "-p", String(port)]];

@@ -1,4 +1,4 @@
-import { connect, isIP, type Socket } from "node:net";
+import { connect, isIP, type NetConnectOpts, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { unmapIPv4 } from "../policy/addresses.js";
 import { formatHostPort } from "../util/hostport.js";
@@ -14,7 +14,7 @@ import {
   serializeMethodChoice,
   serializeReply,
 } from "./protocol.js";
-import { relay } from "./relay.js";
+import { RELAY_HIGH_WATER_MARK, relay } from "./relay.js";
 import { httpStatusForReply, replyForError } from "./replies.js";
 import type { ProxySettings } from "./settings.js";
 import { UdpAssociation } from "./udp.js";
@@ -277,9 +277,11 @@ export class Connection {
       port: this.port,
       allowHalfOpen: true,
       noDelay: true,
+      // Node 20 accepts it (passed on to the stream); @types/node 20 does not list it.
+      highWaterMark: RELAY_HIGH_WATER_MARK,
       keepAlive: ka > 0,
       keepAliveInitialDelay: ka,
-    });
+    } as NetConnectOpts);
     up[CONN] = this;
     this.upstream = up;
     this.open++;

@@ -6,6 +6,7 @@ import { formatHostPort, type HostPort } from "../util/hostport.js";
 import type { Logger } from "../util/log.js";
 import { Connection, type ConnectionHost } from "./connection.js";
 import { REP } from "./protocol.js";
+import { RELAY_HIGH_WATER_MARK } from "./relay.js";
 import { replyName } from "./replies.js";
 import type { ProxySettings } from "./settings.js";
 
@@ -62,7 +63,10 @@ export class ProxyServer implements ConnectionHost {
   async listen(addresses: readonly HostPort[] = this.settings.listen): Promise<HostPort[]> {
     const bound: HostPort[] = [];
     for (const at of addresses) {
-      const server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
+      const server = createServer(
+        { allowHalfOpen: true, noDelay: true, highWaterMark: RELAY_HIGH_WATER_MARK },
+        (s) => this.accept(s),
+      );
       await new Promise<void>((resolve, reject) => {
         server.once("error", (e: NodeJS.ErrnoException) => {
           for (const s of this.servers) s.close();
