@@ -20,6 +20,8 @@ export interface Figures {
   idlePssKiB?: number;
   /** CPU seconds (user+system, whole process tree) per GiB relayed in the single-stream run. */
   cpuPerGiB?: number;
+  /** Proxy CPU µs per connection in the 32-concurrent rate test: robust to how busy the host is. */
+  cpuPerConnUs?: number;
   /** Failed or lost connections over all runs of all tests. */
   failed: number;
 }
@@ -57,6 +59,7 @@ const ROWS: Row[] = [
   { label: "RSS KiB / idle conn", value: pick("idleRssKiB"), digits: 1 },
   { label: "PSS KiB / idle conn", value: pick("idlePssKiB"), digits: 1 },
   { label: "CPU s / GiB (1-stream)", value: pick("cpuPerGiB"), digits: 2 },
+  { label: "CPU µs / conn (32)", value: pick("cpuPerConnUs"), digits: 0 },
   { label: "failed/lost connections", value: (f) => f.failed, digits: 0 },
 ];
 

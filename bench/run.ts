@@ -121,6 +121,9 @@ function figuresOf(r: TargetRecord): Figures {
     cpuPerGiB: m(r.single, (x) =>
       x.cpuSec !== undefined && x.bytes ? x.cpuSec / (x.bytes / 2 ** 30) : undefined,
     ),
+    cpuPerConnUs: m(r.rate32, (x) =>
+      x.cpuSec.proxy !== undefined && x.ok ? (x.cpuSec.proxy * 1e6) / x.ok : undefined,
+    ),
     failed:
       [...r.single, ...r.multi].filter((x) => x.error).length +
       [...r.rateSeq, ...r.rate32].reduce((s, x) => s + x.failed, 0) +
