@@ -21,6 +21,25 @@ export const NFT_TABLE = "wg-egress";
 export const REJECT_COUNTER = "killswitch_rejects";
 /** The catch-all route in our table: never removed while we are up, so lookups never fall through to main. */
 export const UNREACHABLE_METRIC = 4294967295;
+
+/** `ip <fam> route <verb> …` for the fail-closed catch-all route of our table. */
+export function unreachableRouteArgs(
+  fam: "-4" | "-6",
+  verb: "replace" | "del",
+  table: string | number,
+): string[] {
+  return [
+    fam,
+    "route",
+    verb,
+    "unreachable",
+    "default",
+    "metric",
+    String(UNREACHABLE_METRIC),
+    "table",
+    String(table),
+  ];
+}
 export const NFT_CHAINS = [
   "mark_proxy",
   "restore_mark",
@@ -364,17 +383,7 @@ export function planUp(spec: UpSpec, s: GatewayState): Step[] {
       steps.push({
         kind: "run",
         cmd: "ip",
-        args: [
-          fam,
-          "route",
-          "replace",
-          "unreachable",
-          "default",
-          "metric",
-          String(UNREACHABLE_METRIC),
-          "table",
-          table,
-        ],
+        args: unreachableRouteArgs(fam, "replace", table),
         why: `table ${table} fails closed when the tunnel route is gone`,
       });
 
@@ -508,17 +517,7 @@ export function planDown(p: DataPath, s: GatewayState, keepKillSwitch = false): 
       steps.push({
         kind: "run",
         cmd: "ip",
-        args: [
-          fam,
-          "route",
-          "del",
-          "unreachable",
-          "default",
-          "metric",
-          String(UNREACHABLE_METRIC),
-          "table",
-          table,
-        ],
+        args: unreachableRouteArgs(fam, "del", table),
         why: "our fail-closed route",
       });
   if (s.nft)

@@ -1,4 +1,4 @@
-import { NFT_TABLE, UNREACHABLE_METRIC } from "../gateway/plan.js";
+import { NFT_TABLE, unreachableRouteArgs } from "../gateway/plan.js";
 import { findUserspacePid } from "../gateway/wireguard.js";
 import { errorMessage } from "../util/errors.js";
 import { labDown, labLeftovers } from "./down.js";
@@ -130,17 +130,7 @@ async function killSwitch(): Promise<string> {
  * leaks the home address — so the zero counts above are the kill switch's doing.
  */
 async function seedLeakControl(): Promise<string> {
-  await inNs(NS.gw, [
-    "ip",
-    "route",
-    "del",
-    "unreachable",
-    "default",
-    "metric",
-    String(UNREACHABLE_METRIC),
-    "table",
-    "51820",
-  ]);
+  await inNs(NS.gw, ["ip", ...unreachableRouteArgs("-4", "del", 51820)]);
   await inNs(NS.gw, ["nft", "delete", "table", "inet", NFT_TABLE]);
   await inNs(NS.gw, ["ip", "link", "set", GW_IF, "down"]);
   const seen = await whoAmI(NS.pod, PROXY_PORT, 4);
