@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { DEFAULT_CONFIG_PATH } from "../config/load.js";
-import { writeSecretFile } from "../gateway/keyfile.js";
+import { writeFileAtomic } from "../secrets/atomic.js";
 import { SECRET_FIELDS, type SecretField, secretField } from "../secrets/data.js";
 import { planRotation } from "../secrets/rotate.js";
 import { createAgeIdentity, openSecretsStore } from "../secrets/store.js";
@@ -83,7 +83,7 @@ export function registerSecrets(program: Command): void {
       };
       await store.write(data);
       print(`created ${store.file} (${config.secrets.backend})`);
-      writeSecretFile(keyFile, `${data.gateway.privateKey}\n`, true);
+      writeFileAtomic(keyFile, `${data.gateway.privateKey}\n`, 0o600);
       print(`wrote the gateway's private key to ${keyFile} (0600)`);
       print(`exit public key:    ${publicKeyOf(data.exit.privateKey)}`);
       print(`gateway public key: ${publicKeyOf(data.gateway.privateKey)}`);
