@@ -1,4 +1,4 @@
-import { connect, isIP, type NetConnectOpts, type Socket } from "node:net";
+import { isIP, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { unmapIPv4 } from "../policy/addresses.js";
 import { formatHostPort } from "../util/hostport.js";
@@ -14,7 +14,7 @@ import {
   serializeMethodChoice,
   serializeReply,
 } from "./protocol.js";
-import { RELAY_HIGH_WATER_MARK, relay } from "./relay.js";
+import { adoptAccepted, connectLeg, type Leg, relay } from "./relay.js";
 import { httpStatusForReply, replyForError } from "./replies.js";
 import type { ProxySettings } from "./settings.js";
 import { UdpAssociation } from "./udp.js";
@@ -26,7 +26,7 @@ export interface ConnectionHost {
 }
 
 const CONN = Symbol("connection");
-type Tagged = Socket & { [CONN]?: Connection };
+type Tagged = Leg & { [CONN]?: Connection };
 
 /** Handshake stages, in order; everything before Connecting still parses client bytes. */
 const S = {
@@ -41,6 +41,9 @@ const S = {
 } as const;
 type Stage = (typeof S)[keyof typeof S];
 
+/** Bytes a client may send ahead of the reply before we stop reading from it. */
+const EARLY_LIMIT = 64 * 1024;
+
 /** Destinations with several addresses: try at most this many before giving up. */
 const MAX_ATTEMPTS = 3;
 
@@ -53,9 +56,6 @@ function timeoutError(): NodeJS.ErrnoException {
 }
 
 // Shared handlers (no per-connection closures): each socket finds its Connection via CONN.
-function onClientData(this: Tagged, chunk: Buffer): void {
-  this[CONN]!.handshake(chunk);
-}
 function onClientTimeout(this: Tagged): void {
   this[CONN]!.timedOut();
 }
@@ -83,13 +83,14 @@ function ignore(): void {
 
 /**
  * One client connection: SOCKS5 (or HTTP CONNECT) handshake, destination policy, DNS, the outbound
- * connect, then the relay. Parses from the chunks as they arrive, without copying unless a message
- * is split across chunks.
+ * connect, then the relay. Parses the chunks in the read buffer as they arrive; only bytes kept past
+ * the call (a message split across reads, data sent ahead of the reply) are copied.
  */
 export class Connection {
   stage: Stage = S.Start;
   private buf: Buffer | undefined;
   private early: Buffer | undefined;
+  readonly client: Tagged;
   upstream: Tagged | undefined;
   private udp: UdpAssociation | undefined;
   private open = 1;
@@ -108,15 +109,16 @@ export class Connection {
 
   constructor(
     readonly id: number,
-    readonly client: Tagged,
+    accepted: Socket,
     readonly clientIp: string,
+    readonly clientPort: number,
     private readonly settings: ProxySettings,
     private readonly host: ConnectionHost,
   ) {
+    const client: Tagged = adoptAccepted(accepted, this);
+    this.client = client;
     client[CONN] = this;
-    if (settings.keepaliveMs > 0) client.setKeepAlive(true, settings.keepaliveMs);
     client.setTimeout(settings.handshakeTimeoutMs);
-    client.on("data", onClientData);
     client.on("timeout", onClientTimeout);
     client.on("end", onClientEnd);
     client.on("error", ignore);
@@ -125,8 +127,9 @@ export class Connection {
 
   handshake(chunk: Buffer): void {
     if (this.stage === S.Connecting) {
-      // a chunk already under way when we paused: it belongs to the relay
-      this.early = this.early === undefined ? chunk : Buffer.concat([this.early, chunk]);
+      // sent ahead of our reply: it belongs to the relay
+      this.early = this.early === undefined ? Buffer.from(chunk) : Buffer.concat([this.early, chunk]);
+      if (this.early.length >= EARLY_LIMIT) this.client.pause();
       return;
     }
     // The socket timeout only catches silence; this also ends clients that trickle bytes to stay alive.
@@ -216,16 +219,19 @@ export class Connection {
   }
 
   private wait(buf: Buffer, off: number): number {
-    this.buf = off === 0 ? buf : buf.subarray(off);
+    this.buf = Buffer.from(off === 0 ? buf : buf.subarray(off));
     return -1;
   }
 
-  /** The request is complete: stop reading (kernel backpressure) until the relay starts. */
+  /**
+   * The request is complete. Reading goes on (stopping and restarting it costs two syscalls on every
+   * connection, for clients that rarely send ahead); bytes sent before the reply are kept up to
+   * EARLY_LIMIT, then reading stops until the relay starts.
+   */
   private begin(buf: Buffer, used: number, host: string, port: number): void {
     this.stage = S.Connecting;
     this.dest = formatHostPort({ host, port });
-    if (used < buf.length) this.early = buf.subarray(used);
-    this.client.pause();
+    if (used < buf.length) this.early = Buffer.from(buf.subarray(used));
     this.client.setTimeout(0); // DNS and connect have their own timeouts, and their failures a reply
   }
 
@@ -272,16 +278,17 @@ export class Connection {
     const ip = this.candidates.shift()!;
     this.resolved = ip;
     const ka = this.settings.keepaliveMs;
-    const up: Tagged = connect({
-      host: ip,
-      port: this.port,
-      allowHalfOpen: true,
-      noDelay: true,
-      // Node 20 accepts it (passed on to the stream); @types/node 20 does not list it.
-      highWaterMark: RELAY_HIGH_WATER_MARK,
-      keepAlive: ka > 0,
-      keepAliveInitialDelay: ka,
-    } as NetConnectOpts);
+    const up: Tagged = connectLeg(
+      {
+        host: ip,
+        port: this.port,
+        allowHalfOpen: true,
+        noDelay: true,
+        keepAlive: ka > 0,
+        keepAliveInitialDelay: ka,
+      },
+      undefined,
+    );
     up[CONN] = this;
     this.upstream = up;
     this.open++;
@@ -309,7 +316,6 @@ export class Connection {
     );
     this.handshakeSeconds = (performance.now() - this.started) / 1000;
     client.setTimeout(this.settings.idleTimeoutMs);
-    client.removeListener("data", onClientData);
     relay(client, up, this.early);
     this.early = undefined;
   }

@@ -230,3 +230,21 @@ test("bytes sent together with the request (before the reply) reach the destinat
   assert.equal(String(await c.read(5)), "early");
   c.close();
 });
+
+test("a handshake split into one-byte writes still connects, and the bytes are kept in order", async () => {
+  const c = await RawClient.open(proxy.port);
+  c.socket.setNoDelay(true);
+  const hello = Buffer.concat([
+    Buffer.from([5, 2, 0, 2]),
+    Buffer.from(ipv4Request(echo.port)),
+    Buffer.from("ping"),
+  ]);
+  for (const b of hello) {
+    c.send([b]);
+    await sleep(5); // separate reads on the proxy's side: each partial message is kept across reads
+  }
+  assert.deepEqual([...(await c.read(2))], [5, 0]);
+  assert.equal((await c.read(10))[1], 0);
+  assert.equal(String(await c.read(4)), "ping");
+  c.close();
+});
