@@ -1,6 +1,6 @@
 /**
  * The contenders: wg-egress, microsocks and dante, each started on its own loopback port, plus
- * "direct" (no proxy) as the limit.
+ * "direct" (no proxy) as the limit and "node-naive" (bench/naive-relay.ts) as Node's own floor.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -9,7 +9,7 @@ import { run } from "../src/util/run.js";
 import { startService } from "./daemon.js";
 import type { Endpoint } from "./load.js";
 
-export const TARGETS = ["direct", "wg-egress", "microsocks", "dante"] as const;
+export const TARGETS = ["direct", "wg-egress", "microsocks", "dante", "node-naive"] as const;
 export type TargetName = (typeof TARGETS)[number];
 
 export interface Running {
@@ -67,6 +67,12 @@ function command(name: Exclude<TargetName, "direct">, port: number, dir: string)
     }
     case "microsocks":
       return ["microsocks", ["-i", "127.0.0.1", "-p", String(port)]];
+    case "node-naive": {
+      // The allocator setting bin/wg-egress uses, so the difference to wg-egress is the code alone.
+      const script = fileURLToPath(new URL("./naive-relay.js", import.meta.url));
+      const tunable = "GLIBC_TUNABLES=glibc.malloc.trim_threshold=134217728";
+      return ["env", [tunable, process.execPath, script, String(port)]];
+    }
     case "dante": {
       const conf = join(dir, "danted.conf");
       writeFileSync(conf, danteConfig(port));
@@ -79,6 +85,7 @@ function command(name: Exclude<TargetName, "direct">, port: number, dir: string)
 async function versionOf(name: TargetName): Promise<string> {
   if (name === "microsocks") return packageVersion("microsocks");
   if (name === "dante") return packageVersion("dante-server");
+  if (name === "node-naive") return `node ${process.version}`;
   if (name === "wg-egress") {
     const pkg = fileURLToPath(new URL("../../package.json", import.meta.url));
     return `${JSON.parse(readFileSync(pkg, "utf8")).version} (node ${process.version})`;

@@ -77,7 +77,8 @@ export function alignColumns(rows: readonly (readonly string[])[]): string {
 }
 
 export const SUBJECT = "wg-egress";
-const RIVALS = ["microsocks", "dante"] as const;
+/** Ratio columns: the two rivals, and the naive Node relay (how far we are from Node's own floor). */
+const RIVALS = ["microsocks", "dante", "node-naive"] as const;
 
 /**
  * One row per metric, one column per target, then wg-egress's ratio to each rival

@@ -340,6 +340,8 @@ export class Connection {
         this.handshakeSeconds = (performance.now() - this.started) / 1000;
         this.client.setTimeout(this.settings.idleTimeoutMs);
         this.client.resume(); // the control connection carries nothing more; its EOF ends the association
+        // An EOF read while the association was being set up came before it existed: act on it now.
+        if (this.client.readableEnded) this.clientEnded();
       },
       (err: Error) => {
         if (this.stage === S.Connecting) this.fail(REP.generalFailure, err.message);

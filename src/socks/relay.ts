@@ -5,10 +5,10 @@ import { connect, type NetConnectOpts, type Server, Socket } from "node:net";
  *
  * Why not `a.pipe(b)` or 'data' events: Node then allocates a fresh 64 KiB buffer for every read,
  * and at bulk rates the garbage collector spends as much CPU as the copying itself. Here each leg
- * reads into a buffer sized to its traffic (READ_SIZES). A buffer is reused for the next
- * read only when the write of its bytes completed at once; a write still pending holds its buffer
- * and pauses the reading leg until it is flushed, so a slow reader makes us hold at most one buffer
- * per direction.
+ * reads into a buffer sized to its traffic (READ_SIZES), and reuses it for the next read. When a
+ * write to the other side cannot complete at once, the reading leg pauses until it is flushed (the
+ * pending write still reads from the buffer), so a slow reader makes us hold at most one large
+ * buffer per direction.
  *
  * - Half-close: EOF from one side ends only the other side's write direction (both sockets are
  *   allowHalfOpen); each socket closes itself once both its directions are done.
@@ -84,7 +84,9 @@ interface LegState {
   /** Before the relay: the handshake; the chunk it gets is only valid during the call. */
   consumer: ReadConsumer | undefined;
   peer: Socket | undefined;
-  /** The buffer a pending write on the peer still reads from: not ours until it is flushed. */
+  /** Reading stopped until the peer has flushed a write that could not complete at once. */
+  waiting: boolean;
+  /** A buffer that write still reads from and the leg no longer reads into: pooled once flushed. */
   held: Buffer | undefined;
   flushed: (() => void) | undefined;
 }
@@ -117,17 +119,16 @@ function onRead(this: Leg, n: number, buf: Buffer): boolean {
   const out = buf === shared ? Buffer.from(buf.subarray(0, n)) : buf.subarray(0, n);
   peer.write(out, leg.flushed);
   const size = nextReadSize(buf.length, n);
+  const next = size === buf.length ? buf : take(size);
+  nextBuffer = next;
   if (peer.writableLength > 0) {
-    // The peer could not take it all: its pending write still reads from what we gave it.
-    leg.held = buf === shared ? out : buf;
-    nextBuffer = take(size);
+    // The peer could not take it all and its pending write still reads from `out`. Reading stops
+    // until that write is flushed, so `next` may be this very buffer: nothing is read into it before.
+    leg.waiting = true;
+    if (next !== buf) leg.held = buf;
     return false;
   }
-  if (size === buf.length) nextBuffer = buf;
-  else {
-    giveBack(buf);
-    nextBuffer = take(size);
-  }
+  if (next !== buf) giveBack(buf);
   return true;
 }
 
@@ -135,7 +136,7 @@ const ONREAD = { buffer: provideBuffer, callback: onRead };
 
 function tag(socket: Socket, consumer: ReadConsumer | undefined): Leg {
   const leg = socket as Leg;
-  leg[LEG] = { consumer, peer: undefined, held: undefined, flushed: undefined };
+  leg[LEG] = { consumer, peer: undefined, waiting: false, held: undefined, flushed: undefined };
   return leg;
 }
 
@@ -158,7 +159,13 @@ export function adoptAccepted(accepted: Socket, consumer: ReadConsumer): Leg {
 
 /** An outbound connection whose reads go through the relay from the start. */
 export function connectLeg(options: NetConnectOpts, consumer: ReadConsumer | undefined): Leg {
-  return tag(connect({ ...options, onread: ONREAD } as NetConnectOpts), consumer);
+  // Called from within a read callback (the client's request), after it chose its next buffer: the
+  // new socket's first buffer must not take that choice.
+  const pending = nextBuffer;
+  nextBuffer = undefined;
+  const socket = connect({ ...options, onread: ONREAD } as NetConnectOpts);
+  nextBuffer = pending;
+  return tag(socket, consumer);
 }
 
 function onEnd(this: Leg): void {
@@ -179,9 +186,10 @@ function wire(from: Leg, to: Leg): void {
   leg.consumer = undefined;
   leg.peer = to;
   leg.flushed = () => {
-    // Called once per write; only the one that empties the peer's queue releases the held buffer.
-    if (leg.held === undefined || to.writableLength > 0) return;
-    giveBack(leg.held);
+    // Called once per write; only the one that empties the peer's queue lets reading go on.
+    if (!leg.waiting || to.writableLength > 0) return;
+    leg.waiting = false;
+    if (leg.held) giveBack(leg.held);
     leg.held = undefined;
     from.resume();
   };
@@ -195,5 +203,8 @@ export function relay(client: Leg, upstream: Leg, early?: Buffer): void {
   if (early && early.length > 0) upstream.write(early);
   wire(client, upstream);
   wire(upstream, client);
+  // The client may have sent its EOF while the outbound connect was under way (reading goes on then):
+  // its 'end' came before onEnd listened, so pass it on here or the destination never sees it.
+  if (client.readableEnded) upstream.end();
   client.resume();
 }

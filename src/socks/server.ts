@@ -76,6 +76,9 @@ export class ProxyServer implements ConnectionHost {
   /** New settings (SIGHUP) apply to connections accepted from now on. */
   set settings(next: ProxySettings) {
     this.current = next;
+    // The connection logger is a logger of its own (batched writes), not a child of `log`: it does not
+    // follow the level a reload set on `log` (config log.level) unless told.
+    this.connectionLog.level = this.log.level;
     this.inheritOptions();
   }
 
