@@ -60,19 +60,15 @@ function command(name: Exclude<TargetName, "direct">, port: number, dir: string)
     case "wg-egress": {
       const conf = join(dir, "wg-egress.yaml");
       writeFileSync(conf, wgEgressConfig(port));
-      // The launcher users run (bin/wg-egress), with its allocator setting.
+      // The launcher users run (bin/wg-egress).
       const bin = fileURLToPath(new URL("../../bin/wg-egress", import.meta.url));
       const hp = `127.0.0.1:${port}`;
       return [bin, ["proxy", "--config", conf, "--listen", hp, "--allow-destination", "127.0.0.0/8"]];
     }
     case "microsocks":
       return ["microsocks", ["-i", "127.0.0.1", "-p", String(port)]];
-    case "node-naive": {
-      // The allocator setting bin/wg-egress uses, so the difference to wg-egress is the code alone.
-      const script = fileURLToPath(new URL("./naive-relay.js", import.meta.url));
-      const tunable = "GLIBC_TUNABLES=glibc.malloc.trim_threshold=134217728";
-      return ["env", [tunable, process.execPath, script, String(port)]];
-    }
+    case "node-naive":
+      return [process.execPath, [fileURLToPath(new URL("./naive-relay.js", import.meta.url)), String(port)]];
     case "dante": {
       const conf = join(dir, "danted.conf");
       writeFileSync(conf, danteConfig(port));

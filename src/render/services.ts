@@ -106,8 +106,6 @@ export function serviceSpecs(config: Config): ServiceSpec[] {
       service: [
         ["Type", "exec"],
         ["ExecStart", cmd("proxy")],
-        // Keeps relay buffers mapped between GCs (see bin/wg-egress): 2.5x the throughput.
-        ["Environment", "GLIBC_TUNABLES=glibc.malloc.trim_threshold=134217728"],
         ["Restart", "on-failure"],
         ["RestartSec", "2s"],
         // A fixed uid: the gateway's nft rule marks exactly this uid's connections.
