@@ -18,13 +18,18 @@ import { connect, type NetConnectOpts, type Server, Socket } from "node:net";
 /**
  * Read sizes. A leg moves up one size when a read fills its buffer and back down when reads come in
  * small again: a chat session reads into the one shared smallest buffer, a download over the
- * internet settles on 64 KiB reads, and loopback-speed bulk reads 4 MiB at a time, which halves the syscalls and
- * wake-ups per byte against 64 KiB (1.0 → 2.6 GB/s single stream here).
+ * internet settles on 64 KiB reads, and loopback-speed bulk reads 4 MiB at a time, which halves the
+ * syscalls and wake-ups per byte against 64 KiB (1.0 → 2.6 GB/s single stream here).
  */
 export const READ_SIZES = [2 * 1024, 64 * 1024, 4 * 1024 * 1024] as const;
-/** Pooled buffers per size above the smallest (bounded: beyond it they go to the garbage collector). */
 const BULK = READ_SIZES[READ_SIZES.length - 1];
+/** Pooled buffers per size above the smallest (bounded: beyond it they go to the garbage collector). */
 const POOL_MAX = [0, 64, 16] as const;
+
+/** Position of a read size in READ_SIZES; -1 for any other length (a copy, say). */
+function sizeIndex(length: number): number {
+  return (READ_SIZES as readonly number[]).indexOf(length);
+}
 
 /** The pools are emptied after this long without a buffer taken from them: memory back after a burst. */
 const POOL_IDLE_MS = 30_000;
@@ -41,15 +46,15 @@ let poolTrim: NodeJS.Timeout | undefined;
 const shared = Buffer.allocUnsafeSlow(READ_SIZES[0]);
 
 function take(size: number): Buffer {
-  const i = READ_SIZES.indexOf(size as (typeof READ_SIZES)[number]);
+  const i = sizeIndex(size);
   if (i === 0) return shared;
   poolsUsed = true;
   return pools[i]!.pop() ?? Buffer.allocUnsafeSlow(size);
 }
 
 function giveBack(buf: Buffer): void {
-  const i = READ_SIZES.indexOf(buf.length as (typeof READ_SIZES)[number]);
-  if (i <= 0 || buf === shared || pools[i]!.length >= POOL_MAX[i]!) return;
+  const i = sizeIndex(buf.length);
+  if (i <= 0 || pools[i]!.length >= POOL_MAX[i]!) return; // the smallest size is the shared buffer
   pools[i]!.push(buf);
   poolTrim ??= setInterval(trimPools, POOL_IDLE_MS).unref();
 }
@@ -69,7 +74,7 @@ function trimPools(): void {
  * down to the smallest that would have held it otherwise.
  */
 export function nextReadSize(size: number, n: number): number {
-  const i = READ_SIZES.indexOf(size as (typeof READ_SIZES)[number]);
+  const i = sizeIndex(size);
   if (n === size) return READ_SIZES[Math.min(i + 1, READ_SIZES.length - 1)]!;
   // The largest size is kept only while reads fill it, so a leg that goes quiet after bulk never keeps it.
   return READ_SIZES.find((s) => s >= n && s <= size && s < BULK) ?? READ_SIZES[i - 1]!;
