@@ -276,10 +276,15 @@ export function domainRequest(name: string, port: number): number[] {
 
 /**
  * A tiny UDP DNS server on 127.0.0.1: answers A queries for names in `records`, NXDOMAIN otherwise,
- * so DNS tests never depend on (or send to) a real resolver.
+ * so DNS tests never depend on (or send to) a real resolver. `delayMs` holds every answer that long
+ * (a slow resolver).
  */
-export async function dnsStub(records: Record<string, string>): Promise<{ port: number; close(): void }> {
+export async function dnsStub(
+  records: Record<string, string>,
+  delayMs = 0,
+): Promise<{ port: number; close(): void }> {
   const sock = createSocket("udp4");
+  let open = true;
   sock.on("message", (msg, rinfo) => {
     let i = 12;
     const labels: string[] = [];
@@ -311,11 +316,19 @@ export async function dnsStub(records: Record<string, string>): Promise<{ port: 
       });
       parts.push(rr);
     }
-    sock.send(Buffer.concat(parts), rinfo.port, rinfo.address);
+    const reply = Buffer.concat(parts);
+    if (delayMs === 0) sock.send(reply, rinfo.port, rinfo.address);
+    else setTimeout(() => open && sock.send(reply, rinfo.port, rinfo.address), delayMs);
   });
   sock.bind(0, "127.0.0.1");
   await once(sock, "listening");
-  return { port: sock.address().port, close: () => sock.close() };
+  return {
+    port: sock.address().port,
+    close: () => {
+      open = false;
+      sock.close();
+    },
+  };
 }
 
 export function fdCount(pid: number): number {

@@ -9,7 +9,6 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { createSocket, type RemoteInfo } from "node:dgram";
 import { once } from "node:events";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { after, before, test } from "node:test";
@@ -47,7 +46,7 @@ before(async () => {
   echo = await echoServer();
   servers.push(echo.server);
   const names = Object.fromEntries(Array.from({ length: 120 }, (_, i) => [`slow-${i}.test`, "127.0.0.1"]));
-  dns = await slowDns(names, 30);
+  dns = await dnsStub(names, 30); // slow answers: early bytes pile up while a name resolves
   proxy = await startProxy([...LOOPBACK_ALLOW, "--dns", `127.0.0.1:${dns.port}`]);
 });
 
@@ -58,36 +57,6 @@ after(async () => {
   for (const s of servers) s.close();
   dns?.close();
 });
-
-/** helpers' DNS stub behind a forwarder that holds every query for `ms`. */
-async function slowDns(
-  records: Record<string, string>,
-  ms: number,
-): Promise<{ port: number; close(): void }> {
-  const stub = await dnsStub(records);
-  const front = createSocket("udp4");
-  const back = createSocket("udp4");
-  const asked = new Map<number, RemoteInfo>();
-  front.on("message", (msg, from) => {
-    asked.set(msg.readUInt16BE(0), from);
-    setTimeout(() => back.send(msg, stub.port, "127.0.0.1"), ms);
-  });
-  back.on("message", (msg) => {
-    const to = asked.get(msg.readUInt16BE(0));
-    if (to) front.send(msg, to.port, to.address);
-  });
-  front.bind(0, "127.0.0.1");
-  back.bind(0, "127.0.0.1");
-  await Promise.all([once(front, "listening"), once(back, "listening")]);
-  return {
-    port: front.address().port,
-    close() {
-      front.close();
-      back.close();
-      stub.close();
-    },
-  };
-}
 
 const closedLines = () => proxy.logs.filter((l) => l.msg === "connection closed").length;
 
