@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { writeSecretFile } from "../gateway/keyfile.js";
 import { UserError } from "../util/errors.js";
-import { generatePrivateKey, publicKeyOf } from "../wireguard/keys.js";
+import { generatePrivateKey, isWireGuardKey, publicKeyOf } from "../wireguard/keys.js";
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -20,20 +20,21 @@ export function registerKeys(program: Command): void {
       if (!o.out && !o.print)
         throw new UserError("where should the private key go? pass --out FILE (0600), or --print for stdout");
       const key = generatePrivateKey();
+      const publicKey = publicKeyOf(key); // before anything is written: a failure leaves no file behind
       if (o.out) writeSecretFile(o.out, `${key}\n`, o.force);
-      process.stdout.write(o.print ? `${key}\n` : `${publicKeyOf(key)}\n`);
+      process.stdout.write(o.print ? `${key}\n` : `${publicKey}\n`);
     });
 
   program
     .command("pubkey")
     .description("read a private key on stdin and print its public key (as wg pubkey)")
     .action(async () => {
-      try {
-        process.stdout.write(`${publicKeyOf(await readStdin())}\n`);
-      } catch {
+      const key = (await readStdin()).trim();
+      if (!isWireGuardKey(key))
         throw new UserError(
           "stdin is not a WireGuard private key (44 characters of base64, as from wg genkey)",
         );
-      }
+      // Any other failure is ours (node:crypto), and its own message says what it was.
+      process.stdout.write(`${publicKeyOf(key)}\n`);
     });
 }

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { errorMessage, UserError } from "../util/errors.js";
 import { log } from "../util/log.js";
@@ -31,10 +32,15 @@ function commandWord(argv: readonly string[]): string | undefined {
   return undefined;
 }
 
+/** The installed package's own version (dist/src/cli/main.js → the package root). */
+const { version } = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
+  version: string;
+};
+
 const program = new Command()
   .name("wg-egress")
   .description("Send selected workloads out through another public IP: SOCKS5 proxy → WireGuard → exit VPS")
-  .version("0.1.0")
+  .version(version)
   .option("--log-level <level>", "trace|debug|info|warn|error (also WG_EGRESS_LOG_LEVEL or config log.level)")
   .showHelpAfterError()
   .exitOverride()

@@ -20,7 +20,7 @@ export interface RunResult {
 }
 
 /** Which Debian package provides a command we run, for the "not found" hint. */
-const PACKAGE_OF: Record<string, string> = {
+export const PACKAGE_OF: Record<string, string> = {
   wg: "wireguard-tools",
   "wireguard-go": "wireguard-go",
   nft: "nftables",

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { loadConfig, parseConfig } from "../../src/config/load.js";
 import { UserError } from "../../src/util/errors.js";
+import { tempDir } from "../support/tmp.js";
 
 function errorOf(fn: () => unknown): UserError {
   try {
@@ -55,7 +55,7 @@ test("bad CIDRs and keys are rejected", () => {
 });
 
 test("YAML files: flags override keys; a missing explicit file and broken YAML are one-line errors", () => {
-  const dir = mkdtempSync(join(tmpdir(), "wge-config-"));
+  const dir = tempDir("wgetest-config-");
   const file = join(dir, "config.yaml");
   writeFileSync(file, "proxy:\n  listen: ['10.1.0.1:1080']\n  handshakeTimeoutSeconds: 3\n");
   const c = loadConfig(file, { "proxy.listen": ["127.0.0.1:1999"] });

@@ -7,7 +7,9 @@ import { renderCloudInit } from "../../src/exit/cloud-init.js";
 import { renderExitHost } from "../../src/exit/host.js";
 import { Progress } from "../../src/exit/progress.js";
 import { generatePrivateKey, publicKeyOf } from "../../src/wireguard/keys.js";
-import { cli, tempDir, writeConfig } from "./helpers.js";
+import { cli } from "../support/cli.js";
+import { writeConfig } from "../support/config.js";
+import { tempDir } from "../support/tmp.js";
 
 interface WriteFile {
   path: string;

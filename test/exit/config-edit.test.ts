@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { setConfigValues } from "../../src/exit/config-edit.js";
 import { UserError } from "../../src/util/errors.js";
-import { tempDir } from "./helpers.js";
+import { tempDir } from "../support/tmp.js";
 
 test("set-endpoint edits keep comments and the file mode, replace atomically, and are idempotent", () => {
   const dir = tempDir("wgetest-cfg-");

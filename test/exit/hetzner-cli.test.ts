@@ -4,7 +4,9 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import { type FakeOptions, startFakeHetzner } from "../fakes/hetzner/server.js";
-import { type CliResult, cli, tempDir, writeConfig } from "./helpers.js";
+import { type CliResult, cli } from "../support/cli.js";
+import { writeConfig } from "../support/config.js";
+import { tempDir } from "../support/tmp.js";
 
 /**
  * The real CLI (`node dist/src/cli/main.js exit ...`) against the local Hetzner fake, with the home-IP
@@ -42,11 +44,16 @@ async function world(opts: FakeOptions = {}) {
   const env = { HCLOUD_ENDPOINT: fake.url, HCLOUD_TOKEN: fake.token, HCLOUD_POLL_INTERVAL: "10ms" };
   configs.push(config);
   const run = async (args: string[], extraEnv: NodeJS.ProcessEnv = {}, cfg = config) => {
-    const r = await cli([...args, "-c", cfg], { ...env, ...extraEnv });
+    const r = await cli([...args, "-c", cfg], { env: { ...env, ...extraEnv } });
     outputs.push(r);
     return r;
   };
-  assert.equal((await run(["secrets", "init"])).code, 0);
+  const init = await run(["secrets", "init"]);
+  if (init.code !== 0) {
+    // The callers' try/finally starts after world(): close the fake here, or it keeps the run alive.
+    await fake.close();
+    assert.fail(`secrets init failed: ${init.stderr}`);
+  }
   return { fake, dir, config, env, run };
 }
 

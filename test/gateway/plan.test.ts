@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { parseConfig } from "../../src/config/load.js";
@@ -22,6 +21,7 @@ import {
 import { resolveProxyUid } from "../../src/gateway/proxy-user.js";
 import { parseNftTable, summarize } from "../../src/gateway/status.js";
 import { UserError } from "../../src/util/errors.js";
+import { tempDir } from "../support/tmp.js";
 
 const PEER = "n9ucXH8cmCisIMfbNGc1ztq2iLO7vcRl/MJX2j2PUWE=";
 const OURS = "ZwTf6iQMwlGoSQNdr5Kwm6qmqhFM49kteziBXVxfih4=";
@@ -202,7 +202,7 @@ test("down removes exactly our objects; --keep-killswitch removes only the inter
 test("missing peer settings and unknown users are one-line errors", () => {
   const gw = parseConfig({}).gateway;
   assert.throws(() => upSpecOf(gw, 400, OURS), /gateway\.peer\.publicKey is missing/);
-  const passwd = join(mkdtempSync(join(tmpdir(), "wg-egress-pw-")), "passwd");
+  const passwd = join(tempDir("wgetest-pw-"), "passwd");
   writeFileSync(passwd, "root:x:0:0::/root:/bin/sh\nsocks:x:412:412::/:/usr/sbin/nologin\n");
   assert.equal(resolveProxyUid(parseConfig({ gateway: { proxyUser: "socks" } }).gateway, passwd), 412);
   assert.equal(resolveProxyUid(gw, passwd), 400);

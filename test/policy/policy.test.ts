@@ -4,7 +4,7 @@ import { blockListOf, matches, unmapIPv4 } from "../../src/policy/addresses.js";
 import { ClientPolicy, defaultClientCidrs } from "../../src/policy/clients.js";
 import { type DestinationConfig, DestinationPolicy } from "../../src/policy/destination.js";
 import { DestinationResolver, DnsError } from "../../src/policy/resolve.js";
-import { dnsStub } from "../proxy/helpers.js";
+import { dnsStub } from "../socks/proxy-helpers.js";
 
 function policy(over: Partial<DestinationConfig> = {}, own: string[] = ["203.0.113.7"]): DestinationPolicy {
   const cfg: DestinationConfig = {

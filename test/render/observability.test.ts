@@ -1,16 +1,18 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { before, test } from "node:test";
 import { stringify } from "yaml";
 import { parseConfig } from "../../src/config/load.js";
 import { alertGroups, renderAlerts } from "../../src/render/alerts.js";
 import { renderGrafana } from "../../src/render/grafana.js";
 import { run } from "../../src/util/run.js";
+import { tempDir } from "../support/tmp.js";
+import { requireTools } from "../support/tools.js";
 
-const dir = mkdtempSync(join(tmpdir(), "wgetest-render-obs-"));
-after(() => rmSync(dir, { recursive: true, force: true }));
+before(() => requireTools("promtool"));
+
+const dir = tempDir("wgetest-render-obs-");
 const config = parseConfig({});
 
 interface Panel {

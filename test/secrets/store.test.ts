@@ -6,7 +6,9 @@ import { test } from "node:test";
 import { parseConfig } from "../../src/config/load.js";
 import { createAgeIdentity, openSecretsStore } from "../../src/secrets/store.js";
 import { generatePrivateKey, publicKeyOf } from "../../src/wireguard/keys.js";
-import { cli, tempDir, writeConfig } from "../exit/helpers.js";
+import { cli } from "../support/cli.js";
+import { writeConfig } from "../support/config.js";
+import { tempDir } from "../support/tmp.js";
 
 const mode = (p: string) => statSync(p).mode & 0o777;
 
@@ -50,7 +52,7 @@ test("age store: round trip, 0600 files, ciphertext only, atomic replace", async
 test("sops backend without the sops binary: one-line error", async () => {
   const dir = tempDir("wgetest-secrets-");
   const config = writeConfig(dir, { secrets: { backend: "sops", file: join(dir, "secrets.sops.yaml") } });
-  const r = await cli(["secrets", "init", "-c", config], { PATH: dir });
+  const r = await cli(["secrets", "init", "-c", config], { env: { PATH: dir } });
   assert.equal(r.code, 1);
   assert.equal(r.stderr, "wg-egress: sops not found: install sops or use backend age\n");
 });
@@ -90,8 +92,7 @@ test("secrets init/show: keys for both sides, token from stdin, private parts on
   const token = "hcloud-token-from-stdin-xyz";
   const init = await cli(
     ["secrets", "init", "--token-stdin", "--endpoint", "203.0.113.4:51820", "-c", config],
-    {},
-    `${token}\n`,
+    { input: `${token}\n` },
   );
   assert.equal(init.code, 0, init.stderr);
   assert.equal(mode(join(dir, "secrets.age")), 0o600);

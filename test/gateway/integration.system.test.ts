@@ -1,24 +1,25 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { findUserspacePid } from "../../src/gateway/wireguard.js";
 import { generatePrivateKey, publicKeyOf } from "../../src/wireguard/keys.js";
+import { MAIN } from "../support/cli.js";
+import { tempDir } from "../support/tmp.js";
+import { requireTools } from "../support/tools.js";
+
+before(() => requireTools("wg", "wireguard-go", "nft", "setpriv"));
 
 /**
  * The real `gateway up/down/status` in a throwaway namespace full of decoys: up twice changes nothing,
  * repairs partial state, and down restores exactly what was there before.
  */
 
-const root = process.getuid?.() === 0;
 const NS = "wgetest-gw";
 const IF = "wgetest-gw0"; // wireguard-go sockets are host-wide (finding 5): a name nothing else uses
-const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), "wg-egress-gw-"));
+const dir = tempDir("wgetest-gw-");
 
 const sh = (argv: string[]) => execFileSync("ip", ["netns", "exec", NS, ...argv], { encoding: "utf8" });
 function cli(args: string[], opts: { config?: string; prefix?: string[] } = {}) {
@@ -66,7 +67,6 @@ const snapshot = () =>
     .join("\n");
 
 before(() => {
-  if (!root) return;
   spawnSync("ip", ["netns", "del", NS]);
   execFileSync("ip", ["netns", "add", NS]);
   for (const argv of [
@@ -109,15 +109,12 @@ before(() => {
 });
 
 after(() => {
-  if (!root) return;
   const pid = findUserspacePid(IF);
   if (pid !== null) process.kill(pid, "SIGTERM");
   spawnSync("ip", ["netns", "del", NS]);
 });
 
-const skip = !root && "needs root (network namespaces)";
-
-test("up twice, repair, down: only our objects change", { skip }, () => {
+test("up twice, repair, down: only our objects change", () => {
   const pristine = snapshot();
   const dry = cli(["gateway", "up", "--dry-run"]);
   assert.equal(dry.status, 0, dry.stderr);
@@ -195,7 +192,7 @@ test("up twice, repair, down: only our objects change", { skip }, () => {
   assert.equal(cli(["gateway", "down"]).stdout, "gateway down: 0 change(s) applied\n");
 });
 
-test("down --keep-killswitch removes only the interface", { skip }, () => {
+test("down --keep-killswitch removes only the interface", () => {
   assert.equal(cli(["gateway", "up"]).status, 0);
   const down = cli(["gateway", "down", "--keep-killswitch"]);
   assert.equal(down.status, 0, down.stderr);
@@ -206,7 +203,7 @@ test("down --keep-killswitch removes only the interface", { skip }, () => {
   assert.equal(JSON.parse(cli(["gateway", "status", "--json"]).stdout).killSwitchArmed, false);
 });
 
-test("clear one-line errors, nothing applied", { skip }, async () => {
+test("clear one-line errors, nothing applied", async () => {
   const pristine = snapshot();
   const oneLine = (r: ReturnType<typeof cli>, code: number, re: RegExp) => {
     assert.equal(r.status, code, r.stderr);

@@ -1,28 +1,14 @@
-/** Shared test helpers: the proxy as a child process, loopback servers, a raw SOCKS5 client. */
+/** Helpers for the proxy's tests: the proxy as a child process, loopback servers, a raw SOCKS5 client. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { run } from "../../src/util/run.js";
+import { MAIN } from "../support/cli.js";
+import { PYTHON } from "../support/tools.js";
 
-export const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
-/** Debian's python3, which has python3-socks (PySocks), even when a pyenv python3 comes first in PATH. */
-export const PYTHON = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 export const LOOPBACK_ALLOW = ["--allow-destination", "127.0.0.0/8", "--allow-destination", "::1/128"];
-
-export function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), "wg-egress-proxy-test-"));
-}
-
-export function writeTemp(name: string, text: string): string {
-  const p = join(tempDir(), name);
-  writeFileSync(p, text, { mode: 0o600 });
-  return p;
-}
 
 export interface LogLine {
   level: number;
@@ -117,22 +103,6 @@ export async function startProxy(args: string[], opts: { listeners?: number } = 
       return code as number | null;
     },
   };
-}
-
-/** Runs the CLI to completion (for exit-code tests). */
-export async function runCli(
-  args: string[],
-  timeoutMs = 10_000,
-): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["ignore", "ignore", "pipe"] });
-  let stderr = "";
-  child.stderr.on("data", (d) => {
-    stderr += d;
-  });
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  const [code] = await once(child, "exit");
-  clearTimeout(timer);
-  return { code, stderr };
 }
 
 export async function listen(server: Server, host = "127.0.0.1"): Promise<number> {
@@ -333,23 +303,6 @@ export async function dnsStub(
 
 export function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
-}
-
-export async function sleep(ms: number): Promise<void> {
-  await new Promise((r) => setTimeout(r, ms));
-}
-
-/** Polls `cond` every 50 ms up to timeoutMs. */
-export async function until(
-  cond: () => boolean | Promise<boolean>,
-  timeoutMs = 5000,
-  what = "condition",
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what} not reached in ${timeoutMs} ms`);
-    await sleep(50);
-  }
 }
 
 /** curl, bounded in time; never throws on curl's own failures. */

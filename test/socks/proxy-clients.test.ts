@@ -4,6 +4,8 @@ import { once } from "node:events";
 import { after, before, test } from "node:test";
 import { SocksClient } from "socks";
 import { run } from "../../src/util/run.js";
+import { writeTemp } from "../support/tmp.js";
+import { requireTools } from "../support/tools.js";
 import {
   connectStatus,
   curl,
@@ -13,8 +15,9 @@ import {
   type ProxyProcess,
   runPySocks,
   startProxy,
-  writeTemp,
-} from "./helpers.js";
+} from "./proxy-helpers.js";
+
+before(() => requireTools("curl", "ncat", "proxychains4", "/usr/bin/python3"));
 
 const BODY = `hello-${process.pid}-${Date.now()}`;
 

@@ -1,20 +1,17 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { before, test } from "node:test";
+import { MAIN } from "../support/cli.js";
+import { requireTools } from "../support/tools.js";
+
+before(() => requireTools("flock", "curl", "wg", "wireguard-go", "nft", "setpriv"));
 
 /**
  * The issue's end-to-end proof through the real CLI: `lab up`, `lab test` (scenarios 1–5), `lab down`.
  * Holds /tmp/wgelab.lock for the whole sequence so nobody else's lab run interleaves with ours.
  */
 
-const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
-const root = process.getuid?.() === 0;
-
-test("lab up, lab test, lab down", {
-  skip: !root && "needs root (network namespaces, nftables, wireguard-go)",
-  timeout: 240_000,
-}, () => {
+test("lab up, lab test, lab down", { timeout: 240_000 }, () => {
   const node = JSON.stringify(process.execPath);
   const cli = (cmd: string) => `${node} ${JSON.stringify(MAIN)} --log-level warn lab ${cmd}`;
   const script = `${cli("up")} || exit 10; ${cli("test")}; rc=$?; ${cli("down")} || exit 11; exit $rc`;

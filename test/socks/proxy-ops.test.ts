@@ -5,18 +5,13 @@ import { writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { after, before, test } from "node:test";
 import { run } from "../../src/util/run.js";
-import {
-  echoServer,
-  ipv4Request,
-  listen,
-  RawClient,
-  runCli,
-  sleep,
-  socksConnect,
-  startProxy,
-  until,
-  writeTemp,
-} from "./helpers.js";
+import { cli } from "../support/cli.js";
+import { sleep, until } from "../support/poll.js";
+import { writeTemp } from "../support/tmp.js";
+import { requireTools } from "../support/tools.js";
+import { echoServer, ipv4Request, listen, RawClient, socksConnect, startProxy } from "./proxy-helpers.js";
+
+before(() => requireTools("promtool"));
 
 let echo: Awaited<ReturnType<typeof echoServer>>;
 
@@ -169,17 +164,17 @@ test("SIGTERM: connections still open after the drain period are closed, exit 0"
 
 test("invalid config or flags: one line naming the key, exit 2, nothing started", async () => {
   const config = writeTemp("bad.yaml", "proxy:\n  limits:\n    maxConnections: -5\n");
-  const r = await runCli(["proxy", "--config", config]);
+  const r = await cli(["proxy", "--config", config]);
   assert.equal(r.code, 2);
   assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
   assert.match(r.stderr, /proxy\.limits\.maxConnections = -5/);
-  const listenBad = await runCli(["proxy", "--listen", "nowhere"]);
+  const listenBad = await cli(["proxy", "--listen", "nowhere"]);
   assert.equal(listenBad.code, 2);
   assert.match(listenBad.stderr, /proxy\.listen/);
-  const cidrBad = await runCli(["proxy", "--listen", "127.0.0.1:0", "--allow-destination", "10.0.0.0/99"]);
+  const cidrBad = await cli(["proxy", "--listen", "127.0.0.1:0", "--allow-destination", "10.0.0.0/99"]);
   assert.equal(cidrBad.code, 2);
   assert.match(cidrBad.stderr, /proxy\.destinations\.allow/);
-  const numBad = await runCli(["proxy", "--max-connections", "lots"]);
+  const numBad = await cli(["proxy", "--max-connections", "lots"]);
   assert.equal(numBad.code, 2);
 });
 
@@ -187,7 +182,7 @@ test("listen address in use: one-line error with the fix, exit 1", async () => {
   const s = createServer();
   const port = await listen(s);
   try {
-    const r = await runCli(["proxy", "--listen", `127.0.0.1:${port}`]);
+    const r = await cli(["proxy", "--listen", `127.0.0.1:${port}`]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /already in use.*--listen/);
   } finally {

@@ -14,6 +14,7 @@ import { createServer, type Server, type Socket, connect as tcpConnect } from "n
 import { after, before, test } from "node:test";
 import { httpResponse } from "../../src/socks/http-connect.js";
 import { adoptAccepted, connectLeg, type Leg, relay } from "../../src/socks/relay.js";
+import { sleep, until } from "../support/poll.js";
 import {
   dnsStub,
   domainRequest,
@@ -24,10 +25,8 @@ import {
   type LogLine,
   listen,
   type ProxyProcess,
-  sleep,
   startProxy,
-  until,
-} from "./helpers.js";
+} from "./proxy-helpers.js";
 
 const MB = 1024 * 1024;
 const SEED = Number(process.env.RELAY_STRESS_SEED ?? Math.floor(Math.random() * 2 ** 31));

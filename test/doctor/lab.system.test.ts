@@ -1,14 +1,18 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { parse, stringify } from "yaml";
 import type { CheckResult } from "../../src/doctor/check.js";
 import { run } from "../../src/util/run.js";
-import { curlIn, type Daemon, inNs, startIn, stop, waitFor } from "../metrics/netns-helpers.js";
+import { MAIN } from "../support/cli.js";
+import { curlIn, type Daemon, inNs, startIn, stop } from "../support/netns.js";
+import { waitFor } from "../support/poll.js";
+import { tempDir } from "../support/tmp.js";
+import { requireTools } from "../support/tools.js";
+
+before(() => requireTools("curl", "flock", "setpriv", "wg", "wireguard-go", "nft", "ss"));
 
 /**
  * doctor and the exporter in the lab (wg-egress lab up): all green on the working path, then each
@@ -18,11 +22,10 @@ import { curlIn, type Daemon, inNs, startIn, stop, waitFor } from "../metrics/ne
  * allow-list (the LAN subnet), port 1083.
  */
 
-const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const GW = "wgelab-gw";
 const LAB_CONFIG = "/run/wgelab/config.yaml";
 const ECHO = "http://192.0.2.80/";
-const dir = mkdtempSync(join(tmpdir(), "wgetest-doctor-lab-"));
+const dir = tempDir("wgetest-doctor-lab-");
 // The proxy (uid 400) reads its config from here.
 chmodSync(dir, 0o755);
 let lock: ChildProcess | undefined;
@@ -110,7 +113,6 @@ after(async () => {
     await lab("down");
     lock.stdin!.end();
   }
-  rmSync(dir, { recursive: true, force: true });
 });
 
 test("the working lab passes every check, and the exit IP is the exit's", async () => {

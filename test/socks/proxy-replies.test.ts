@@ -4,6 +4,8 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createServer } from "node:net";
 import { after, before, test } from "node:test";
+import { sleep } from "../support/poll.js";
+import { PYTHON } from "../support/tools.js";
 import {
   dnsStub,
   domainRequest,
@@ -12,12 +14,10 @@ import {
   LOOPBACK_ALLOW,
   listen,
   type ProxyProcess,
-  PYTHON,
   RawClient,
-  sleep,
   socksConnect,
   startProxy,
-} from "./helpers.js";
+} from "./proxy-helpers.js";
 
 let proxy: ProxyProcess;
 let echo: Awaited<ReturnType<typeof echoServer>>;

@@ -1,16 +1,20 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { parseConfig } from "../../src/config/load.js";
 import { renderAlerts } from "../../src/render/alerts.js";
 import { run } from "../../src/util/run.js";
 import { parseWgDump } from "../../src/wireguard/dump.js";
 import { generatePrivateKey, publicKeyOf } from "../../src/wireguard/keys.js";
-import { curlIn, type Daemon, inNs, startIn, stop, waitFor } from "./netns-helpers.js";
+import { MAIN } from "../support/cli.js";
+import { curlIn, type Daemon, inNs, startIn, stop } from "../support/netns.js";
+import { waitFor } from "../support/poll.js";
+import { tempDir } from "../support/tmp.js";
+import { requireTools } from "../support/tools.js";
+
+before(() => requireTools("wg", "wireguard-go", "ping", "prometheus", "promtool", "curl"));
 
 /**
  * A real wireguard-go tunnel between two throwaway namespaces (veth 10.213.0.0/30, tunnel 10.214.0.0/24,
@@ -23,11 +27,10 @@ const NS_B = "wgetest-metrics-b";
 // wireguard-go's sockets are shared by all namespaces: names unique to this test.
 const IF_A = "wgtm0";
 const IF_B = "wgtm1";
-const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const EXPORTER = "127.0.0.1:19586";
 const PROM = "127.0.0.1:19090";
 
-const dir = mkdtempSync(join(tmpdir(), "wgetest-metrics-"));
+const dir = tempDir("wgetest-metrics-");
 const daemons: Daemon[] = [];
 const keys = { a: generatePrivateKey(), b: generatePrivateKey() };
 let scraped = "";
@@ -153,7 +156,6 @@ before(async () => {
 
 after(async () => {
   await cleanup();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const sample = (text: string, name: string) => {

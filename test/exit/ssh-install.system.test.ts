@@ -9,7 +9,12 @@ import { renderExitHost } from "../../src/exit/host.js";
 import { renderInstallScript } from "../../src/exit/ssh-install.js";
 import { findUserspacePid } from "../../src/gateway/wireguard.js";
 import { generatePrivateKey, publicKeyOf } from "../../src/wireguard/keys.js";
-import { cli, tempDir, writeConfig } from "./helpers.js";
+import { cli } from "../support/cli.js";
+import { writeConfig } from "../support/config.js";
+import { tempDir } from "../support/tmp.js";
+import { requireTools } from "../support/tools.js";
+
+before(() => requireTools("sshd", "ssh", "ssh-keygen", "wg", "wireguard-go", "nft"));
 
 /**
  * `exit install --ssh` against a real sshd running as root in a namespace this test creates (wgetest-ssh,
@@ -23,7 +28,6 @@ const NS_IF = "wgetest-sh1";
 const WG_IF = "wgetest-x0"; // wireguard-go sockets are host-wide: a name nobody else uses
 /** The "gateway" end for rotate, in the host namespace; its only peer endpoint is inside our namespace. */
 const GW_IF = "wgetest-g0";
-const root = process.getuid?.() === 0;
 
 let dir = "";
 let sshd: ReturnType<typeof spawn> | undefined;
@@ -56,7 +60,6 @@ function cleanupNetwork(): void {
 }
 
 before(async () => {
-  if (!root) return;
   cleanupNetwork();
   dir = tempDir("wgetest-ssh-");
   execFileSync("ip", ["netns", "add", NS]);
@@ -94,7 +97,6 @@ before(async () => {
 });
 
 after(() => {
-  if (!root) return;
   sshd?.kill("SIGTERM");
   cleanupNetwork();
 });
@@ -151,7 +153,6 @@ test("the install script stores the setup script and only adds system files when
 });
 
 test("exit install over SSH applies WireGuard and nftables inside the sshd's namespace; rotate follows", {
-  skip: !root && "needs root (namespaces, sshd)",
   timeout: 120_000,
 }, async () => {
   const config = join(dir, "config.yaml");

@@ -5,6 +5,8 @@ import { once } from "node:events";
 import { after, before, test } from "node:test";
 import { parseUdpDatagram, serializeUdpHeader } from "../../src/socks/protocol.js";
 import { run } from "../../src/util/run.js";
+import { until } from "../support/poll.js";
+import { requireTools } from "../support/tools.js";
 import {
   dnsStub,
   ipv4Request,
@@ -13,8 +15,9 @@ import {
   RawClient,
   runPySocks,
   startProxy,
-  until,
-} from "./helpers.js";
+} from "./proxy-helpers.js";
+
+before(() => requireTools("ss", "/usr/bin/python3"));
 
 let proxy: ProxyProcess;
 let echo: UdpSocket;

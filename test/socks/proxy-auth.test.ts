@@ -1,6 +1,9 @@
 /** RFC 1929 username/password through real clients; credentials never reach the log. */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { cli } from "../support/cli.js";
+import { writeTemp } from "../support/tmp.js";
+import { requireTools } from "../support/tools.js";
 import {
   connectStatus,
   curl,
@@ -8,10 +11,10 @@ import {
   LOOPBACK_ALLOW,
   type ProxyProcess,
   RawClient,
-  runCli,
   startProxy,
-  writeTemp,
-} from "./helpers.js";
+} from "./proxy-helpers.js";
+
+before(() => requireTools("curl"));
 
 const PASSWORD = "correct-horse-7f3a";
 let proxy: ProxyProcess;
@@ -90,7 +93,7 @@ test("no password ever appears in the log", () => {
 
 test("a bad users file is a one-line error naming file:line, exit 2", async () => {
   const bad = writeTemp("users-bad", "alice:pw\nno-colon-here-secret\n");
-  const r = await runCli(["proxy", "--listen", "127.0.0.1:0", "--users", bad]);
+  const r = await cli(["proxy", "--listen", "127.0.0.1:0", "--users", bad]);
   assert.equal(r.code, 2);
   assert.equal(r.stderr.trim().split("\n").length, 1);
   assert.ok(r.stderr.includes(`${bad}:2:`), r.stderr);

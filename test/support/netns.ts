@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { setTimeout as sleep } from "node:timers/promises";
 import { run } from "../../src/util/run.js";
 
 /** Test helpers: long-running processes in namespaces, stopped by PID; bounded waits. No side effects on import. */
@@ -28,21 +27,6 @@ export async function stop(d: Daemon | undefined): Promise<void> {
   const t = setTimeout(() => d.child.kill("SIGKILL"), 3000);
   await exited;
   clearTimeout(t);
-}
-
-/** Polls `probe` every 200 ms until it returns a value, at most `ms`. */
-export async function waitFor<T>(
-  what: string,
-  ms: number,
-  probe: () => Promise<T | null | undefined>,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe().catch(() => null);
-    if (v !== null && v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(200);
-  }
 }
 
 export const inNs = (ns: string, cmd: string, args: string[], input?: string) =>

@@ -5,6 +5,8 @@ import { once } from "node:events";
 import { createServer, type Socket } from "node:net";
 import { after, before, test } from "node:test";
 import { run } from "../../src/util/run.js";
+import { sleep, until } from "../support/poll.js";
+import { requireTools } from "../support/tools.js";
 import {
   echoServer,
   expectDropped,
@@ -13,11 +15,11 @@ import {
   LOOPBACK_ALLOW,
   listen,
   type ProxyProcess,
-  sleep,
   socksConnect,
   startProxy,
-  until,
-} from "./helpers.js";
+} from "./proxy-helpers.js";
+
+before(() => requireTools("ss"));
 
 let proxy: ProxyProcess;
 let echo: Awaited<ReturnType<typeof echoServer>>;
