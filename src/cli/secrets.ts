@@ -71,7 +71,7 @@ export function registerSecrets(program: Command): void {
         throw new UserError(`${keyFile} (gateway.privateKeyFile) already exists: pass --force to replace it`);
       const token = o.tokenStdin ? await readStdin() : process.env.HCLOUD_TOKEN?.trim();
       if (o.tokenStdin && !token) throw new UserError("--token-stdin: stdin was empty");
-      if (config.secrets.backend === "age" && !existsSync(config.secrets.identityFile)) {
+      if (!existsSync(config.secrets.identityFile)) {
         const recipient = await createAgeIdentity(config.secrets.identityFile);
         print(`created age identity ${config.secrets.identityFile} (public key ${recipient})`);
       }

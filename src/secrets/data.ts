@@ -28,19 +28,20 @@ export function serializeSecrets(data: SecretsData): string {
   return stringify(secretsDataSchema.parse(data));
 }
 
-/** Parses decrypted text; the message names the file and the field but never a value. */
-export function parseSecrets(text: string, source: string): SecretsData {
-  let raw: unknown;
+/** Parses decrypted YAML text; the message names the file but never a value. */
+export function parseSecretsYaml(text: string, source: string): unknown {
   try {
-    raw = parse(text);
+    return parse(text);
   } catch {
     throw new UserError(
       `${source}: decrypted content is not YAML; recreate it with wg-egress secrets init --force`,
       1,
     );
   }
-  // sops adds its own metadata next to the values.
-  if (raw && typeof raw === "object") delete (raw as Record<string, unknown>).sops;
+}
+
+/** Checks decrypted data; the message names the file and the field but never a value. */
+export function validateSecrets(raw: unknown, source: string): SecretsData {
   const r = secretsDataSchema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0];

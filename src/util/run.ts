@@ -26,7 +26,6 @@ export const PACKAGE_OF: Record<string, string> = {
   nft: "nftables",
   ip: "iproute2",
   ssh: "openssh-client",
-  sops: "sops",
   conntrack: "conntrack",
 };
 
