@@ -4,7 +4,7 @@ import { stringify } from "yaml";
 import type { Config } from "../config/schema.js";
 import { UserError } from "../util/errors.js";
 import { formatHostPort, type HostPort, parseHostPort } from "../util/hostport.js";
-import { alertGroups } from "./alerts.js";
+import { alertGroups, GATEWAY_JOB } from "./alerts.js";
 import { renderGrafana } from "./grafana.js";
 
 /**
@@ -96,7 +96,7 @@ export function k8sObjects(config: Config, opts: K8sOptions): K8sResult {
     scrape(
       `${opts.name}-gateway`,
       scrapeTarget(parseHostPort(config.gateway.metrics) as HostPort, address, "gateway.metrics", warnings),
-      "wg-egress-gateway",
+      GATEWAY_JOB,
     ),
   ];
   if (config.proxy.metrics)

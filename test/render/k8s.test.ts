@@ -95,7 +95,14 @@ test("dashboard ConfigMap carries the sidecar label and the dashboard JSON; the 
     /wireguard_latest_handshake_delay_seconds\{interface="wg-egress"\} > 150$/,
   );
   assert.equal(byName.WgEgressTunnelStale.labels.severity, "warning");
-  assert.match(byName.WgEgressTunnelDown.expr, /> 300$/);
+  // Down by the exporter's state, by handshake age, or by the interface's absence from a scraped job.
+  const down = byName.WgEgressTunnelDown.expr;
+  assert.ok(down.includes('wg_egress_tunnel_state{interface="wg-egress",state="down"}'), down);
+  assert.ok(down.includes('wireguard_latest_handshake_delay_seconds{interface="wg-egress"}) > 300'), down);
+  assert.ok(down.includes('absent(wireguard_latest_handshake_seconds{interface="wg-egress"})'), down);
+  // The rules name the job the gateway's ScrapeConfig sets.
+  const gatewayJob = objects.find((o) => o.kind === "ScrapeConfig")!.spec.staticConfigs[0].labels.job;
+  assert.ok(down.includes(`up{job="${gatewayJob}"}`), down);
   assert.equal(byName.WgEgressTunnelDown.labels.severity, "critical");
   assert.ok(byName.WgEgressProxyErrors);
 });
