@@ -2,6 +2,9 @@ import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
 import { DEFAULT_CONFIG_PATH } from "../config/load.js";
 import type { Config } from "../config/schema.js";
+import { failed } from "../doctor/check.js";
+import { formatResults } from "../doctor/format.js";
+import { checkExit } from "../exit/check.js";
 import { renderCloudInit } from "../exit/cloud-init.js";
 import { setConfigValues } from "../exit/config-edit.js";
 import { detectHomeIp } from "../exit/home-ip.js";
@@ -141,6 +144,19 @@ async function forgetExit(config: Config, o: Opts, server: Server): Promise<void
   }
 }
 
+/** The keys the exit should run with: the store's, else what the config says. */
+async function expectedKeys(config: Config): Promise<{ exitPublicKey?: string; gatewayPublicKey?: string }> {
+  const store = openSecretsStore(config.secrets);
+  if (store.exists()) {
+    const data = await store.read();
+    return {
+      exitPublicKey: publicKeyOf(data.exit.privateKey),
+      gatewayPublicKey: config.exit.gatewayPublicKey ?? publicKeyOf(data.gateway.privateKey),
+    };
+  }
+  return { exitPublicKey: config.gateway.peer.publicKey, gatewayPublicKey: config.exit.gatewayPublicKey };
+}
+
 async function confirmOnTty(what: string): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
@@ -176,14 +192,17 @@ export function registerExit(program: Command): void {
       process.stdout.write(o.format === "script" ? host.setupScript : renderCloudInit(config.exit, host));
     });
 
-  gwKey(addConfigOption(exit.command("install")))
+  const sshOptions = (c: Command) =>
+    c
+      .option("--ssh <user@host>", "the machine (exit.ssh.target)")
+      .option("--port <n>", "SSH port (exit.ssh.port)")
+      .option("--identity <file>", "SSH private key file (exit.ssh.identityFile)")
+      .option("--ssh-option <opt>", "extra ssh -o option, repeatable (exit.ssh.options)", collect);
+
+  sshOptions(gwKey(addConfigOption(exit.command("install"))))
     .description(
       "apply the exit configuration to an existing Debian/Ubuntu machine over SSH (script and keys on stdin)",
     )
-    .option("--ssh <user@host>", "the machine (exit.ssh.target)")
-    .option("--port <n>", "SSH port (exit.ssh.port)")
-    .option("--identity <file>", "SSH private key file (exit.ssh.identityFile)")
-    .option("--ssh-option <opt>", "extra ssh -o option, repeatable (exit.ssh.options)", collect)
     .option("--dir <dir>", "directory for the exit's files on the machine (exit.ssh.dir)")
     .option(
       "--no-system",
@@ -199,6 +218,29 @@ export function registerExit(program: Command): void {
         system: config.exit.ssh.system,
       });
       process.stdout.write(await runOverSsh(target, script));
+    });
+
+  sshOptions(addConfigOption(exit.command("check")))
+    .description(
+      "the exit's side of the runbook over SSH, read-only: interface and peer, handshake age, forwarding, masquerade, firewall, resolver; exit 1 on failure",
+    )
+    .option("--json", "machine-readable output: [{name, verdict, evidence, fix}]")
+    .option("--resolve <name>", "a name the exit must resolve", "deb.debian.org")
+    .action(async (o: Opts & { json?: boolean; resolve: string }) => {
+      const config = loadExitConfig(o);
+      const target = sshTargetOf(config);
+      if (!target) throw new UserError("which exit? pass --ssh root@HOST (or set exit.ssh.target)");
+      const results = await checkExit(config.exit, target, {
+        ...(await expectedKeys(config)),
+        resolveName: o.resolve,
+        install: `wg-egress exit install${o.config ? ` --config ${o.config}` : ""}`,
+      });
+      process.stdout.write(
+        o.json
+          ? `${JSON.stringify(results, null, 2)}\n`
+          : formatResults(results, !!process.stdout.isTTY && !process.env.NO_COLOR),
+      );
+      if (failed(results)) process.exitCode = 1;
     });
 
   const provisionCmd = gwKey(addConfigOption(exit.command("provision")))
