@@ -189,6 +189,16 @@ export function registerExit(program: Command): void {
       if (o.format !== "cloud-init" && o.format !== "script")
         throw new UserError(`--format ${o.format}: expected cloud-init or script`);
       const host = renderExitHost(config.exit, await exitKeysFromStore(config, o.gatewayPublicKey));
+      const e = config.exit;
+      if (
+        o.format === "cloud-init" &&
+        !e.noSsh &&
+        !e.sshAuthorizedKeys.length &&
+        !e.hetzner.sshKeyNames.length
+      )
+        process.stderr.write(
+          "note: no exit.sshAuthorizedKeys: only keys your provider installs can log into this exit (exit.noSsh: true if none should)\n",
+        );
       process.stdout.write(o.format === "script" ? host.setupScript : renderCloudInit(config.exit, host));
     });
 
