@@ -168,6 +168,13 @@ test("an idle connection through the proxy (the IRC case) survives a key rotatio
     [pub(after, "gateway")],
   );
   assert.equal(publicKeyOf(readFileSync(`${STATE_DIR}/gateway.key`, "utf8").trim()), pub(after, "gateway"));
+  // The lab's config names the gateway's key for the exit too: it follows, or a later `exit install`
+  // would put the old key back on the exit.
+  const cfg = parse(readFileSync(CONFIG_FILE, "utf8"));
+  assert.deepEqual(
+    [cfg.exit.gatewayPublicKey, cfg.gateway.peer.publicKey],
+    [pub(after, "gateway"), pub(after, "exit")],
+  );
   const seen = await inNs(NS.pod, [
     "curl",
     "-sS",
