@@ -178,6 +178,15 @@ async function store(ctx: Ctx, data: SecretsData, what: string, whereElse: strin
   }
 }
 
+/** The exit's public key as it runs now ("" when it cannot be asked): did a cut-off step switch it? */
+async function exitKeyNow(ctx: Ctx): Promise<string> {
+  const out = await runOverSsh(ctx.target, `wg show ${shellQuote(ctx.exit.interface)} public-key\n`, {
+    what: "check",
+    timeoutMs: 60_000,
+  }).catch(() => "");
+  return out.trim();
+}
+
 /** Checks everything rotation needs before anything changes; returns the running gateway (null: not here). */
 async function preflight(ctx: Ctx, old: SecretsData): Promise<WgInterface | null> {
   const oldExitPub = publicKeyOf(old.exit.privateKey);
@@ -330,11 +339,7 @@ async function rotateExitKey(ctx: Ctx, old: SecretsData, live: WgInterface): Pro
   } catch (e) {
     if (!following) {
       // Did the exit switch before the connection failed? Ask it; follow if so.
-      const now = await runOverSsh(target, `wg show ${shellQuote(exit.interface)} public-key\n`, {
-        what: "check",
-        timeoutMs: 60_000,
-      }).catch(() => "");
-      if (now.trim() !== pub)
+      if ((await exitKeyNow(ctx)) !== pub)
         throw new UserError(
           `exit key rotation failed: ${errorMessage(e)}; the exit and the gateway keep the exit key ${oldPub} (the new gateway key is in place and stored): run secrets rotate again`,
           1,
@@ -409,11 +414,7 @@ async function rotateOffline(ctx: Ctx, old: SecretsData): Promise<void> {
   try {
     await runOverSsh(target, script, { what: "rotating the exit's keys", timeoutMs: 120_000 });
   } catch (e) {
-    const now = await runOverSsh(target, `wg show ${shellQuote(exit.interface)} public-key\n`, {
-      what: "check",
-      timeoutMs: 60_000,
-    }).catch(() => "");
-    if (now.trim() !== exitPub)
+    if ((await exitKeyNow(ctx)) !== exitPub)
       throw new UserError(
         `key rotation failed: ${errorMessage(e)}; the exit keeps the old keys, nothing else was changed`,
         1,

@@ -10,7 +10,7 @@ import { renderInstallScript } from "../../src/exit/ssh-install.js";
 import { generatePrivateKey, publicKeyOf } from "../../src/wireguard/keys.js";
 import { cli } from "../support/cli.js";
 import { writeConfig } from "../support/config.js";
-import { type SshExit, startSshExit } from "../support/sshd.js";
+import { type SshExit, startSshExit, startWgPeer } from "../support/sshd.js";
 import { requireTools } from "../support/tools.js";
 
 /**
@@ -129,23 +129,8 @@ test("exit install over SSH applies WireGuard and nftables inside the sshd's nam
   assert.equal(exitState(), before, "read-only");
 
   // A gateway end with the stored keys: the handshake passes.
-  execFileSync("wireguard-go", [GW_IF]);
   // secrets init wrote the stored gateway key to gateway.privateKeyFile.
-  execFileSync("wg", [
-    "set",
-    GW_IF,
-    "private-key",
-    join(vps.dir, "gateway.key"),
-    "peer",
-    exitPub,
-    "endpoint",
-    `${vps.addr}:51820`,
-    "allowed-ips",
-    "10.100.0.1/32",
-    "persistent-keepalive",
-    "1",
-  ]);
-  execFileSync("ip", ["link", "set", GW_IF, "up"]);
+  startWgPeer(GW_IF, join(vps.dir, "gateway.key"), exitPub, `${vps.addr}:51820`);
   let ok: Awaited<ReturnType<typeof check>> | undefined;
   for (let i = 0; i < 50 && ok?.byName["handshake (exit's view)"]?.verdict !== "pass"; i++) {
     await new Promise((res) => setTimeout(res, 200));

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { parse, stringify } from "yaml";
@@ -13,6 +13,7 @@ import { publicKeyOf } from "../../src/wireguard/keys.js";
 import { MAIN } from "../support/cli.js";
 import { acquireLabLock } from "../support/lablock.js";
 import { waitFor } from "../support/poll.js";
+import { startSshd } from "../support/sshd.js";
 import { tempDir } from "../support/tmp.js";
 import { requireTools } from "../support/tools.js";
 
@@ -41,42 +42,15 @@ before(async () => {
   const up = await lab("up");
   assert.equal(up.code, 0, `lab up: ${up.stderr}`);
   // sshd in the exit's namespace, on its public address (the exit's firewall admits SSH).
-  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "host_key")]);
-  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "client_key")]);
-  writeFileSync(join(dir, "authorized_keys"), readFileSync(join(dir, "client_key.pub")), { mode: 0o600 });
-  writeFileSync(
-    join(dir, "sshd_config"),
-    [
-      `ListenAddress ${ADDR.exitPublic}`,
-      `HostKey ${join(dir, "host_key")}`,
-      `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
-      `PidFile ${join(dir, "sshd.pid")}`,
-      "PermitRootLogin prohibit-password",
-      "PasswordAuthentication no",
-      "UsePAM no",
-      "StrictModes no",
-      "",
-    ].join("\n"),
-  );
-  mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
-  sshd = spawn(
-    "ip",
-    ["netns", "exec", NS.exit, "/usr/sbin/sshd", "-D", "-e", "-f", join(dir, "sshd_config")],
-    {
-      stdio: "ignore",
-    },
-  );
-  await waitFor("sshd in the exit", 10_000, async () => {
-    const ss = await inNs(NS.exit, ["ss", "-Hltn", "sport = :22"]);
-    return ss.stdout.includes(`${ADDR.exitPublic}:22`);
-  });
+  const ssh = await startSshd(NS.exit, ADDR.exitPublic, dir);
+  sshd = ssh.sshd;
   // The lab's keys into a store, and the lab's own config told where the store and the exit's SSH are.
   const raw = parse(readFileSync(CONFIG_FILE, "utf8"));
   raw.secrets = { file: join(dir, "secrets.age"), identityFile: join(dir, "age.key") };
   raw.exit.ssh = {
     target: `root@${ADDR.exitPublic}`,
-    identityFile: join(dir, "client_key"),
-    options: [`UserKnownHostsFile=${join(dir, "known_hosts")}`, "IdentitiesOnly=yes"],
+    identityFile: ssh.identityFile,
+    options: ssh.options,
     dir: `${STATE_DIR}/exit`,
     system: false,
   };

@@ -8,7 +8,7 @@ import { run } from "../../src/util/run.js";
 import { publicKeyOf } from "../../src/wireguard/keys.js";
 import { cli, MAIN } from "../support/cli.js";
 import { writeConfig } from "../support/config.js";
-import { type SshExit, startSshExit } from "../support/sshd.js";
+import { type SshExit, startSshExit, startWgPeer } from "../support/sshd.js";
 import { requireTools } from "../support/tools.js";
 
 /**
@@ -95,22 +95,7 @@ test("with the gateway up: make-before-break on both keys, each side in step, th
   // The gateway end as `gateway up` would run it: the key file and the config's peer.
   const { peer } = fileKeys();
   const started = now();
-  execFileSync("wireguard-go", [GW_IF]);
-  execFileSync("wg", [
-    "set",
-    GW_IF,
-    "private-key",
-    join(dir, "gateway.key"),
-    "peer",
-    peer!,
-    "endpoint",
-    `${vps.addr}:51820`,
-    "allowed-ips",
-    "10.100.0.1/32",
-    "persistent-keepalive",
-    "1",
-  ]);
-  execFileSync("ip", ["link", "set", GW_IF, "up"]);
+  startWgPeer(GW_IF, join(dir, "gateway.key"), peer!, `${vps.addr}:51820`);
   await handshake(started);
   const before = await stored();
   const rotatedAt = now();

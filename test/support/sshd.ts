@@ -52,25 +52,15 @@ function removeNetwork(ns: string, hostIf: string, wgInterfaces: string[]): void
   spawnSync("ip", ["netns", "del", ns]);
 }
 
-/** `name` (≤ 6 characters) names the namespace and the veth ends; `subnet` is the /24 (10.<subnet>.0.0). */
-export async function startSshExit(name: string, subnet: number, wgInterfaces: string[]): Promise<SshExit> {
-  const ns = `wgetest-${name}`;
-  const hostIf = `wgetest-${name}0`;
-  const nsIf = `wgetest-${name}1`;
-  const hostAddr = `10.${subnet}.0.1`;
-  const addr = `10.${subnet}.0.2`;
-  removeNetwork(ns, hostIf, wgInterfaces);
-  const dir = tempDir(`wgetest-${name}-`);
-  const inNs = (...args: string[]) =>
-    execFileSync("ip", ["netns", "exec", ns, ...args], { encoding: "utf8" });
-  execFileSync("ip", ["netns", "add", ns]);
-  execFileSync("ip", ["link", "add", hostIf, "type", "veth", "peer", "name", nsIf, "netns", ns]);
-  execFileSync("ip", ["address", "add", `${hostAddr}/24`, "dev", hostIf]);
-  execFileSync("ip", ["link", "set", hostIf, "up"]);
-  inNs("ip", "address", "add", `${addr}/24`, "dev", nsIf);
-  inNs("ip", "link", "set", nsIf, "up");
-  inNs("ip", "link", "set", "lo", "up");
-  inNs("ip", "route", "add", "default", "via", hostAddr);
+/**
+ * A real sshd as root inside namespace `ns`, listening on `addr`, with a fresh host key and a client key
+ * (`dir`/client_key) allowed to log in as root. Returns it and the exit.ssh options that reach it.
+ */
+export async function startSshd(
+  ns: string,
+  addr: string,
+  dir: string,
+): Promise<{ sshd: ChildProcess; identityFile: string; options: string[] }> {
   execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "host_key")]);
   execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "client_key")]);
   writeFileSync(join(dir, "authorized_keys"), readFileSync(join(dir, "client_key.pub")));
@@ -92,16 +82,64 @@ export async function startSshExit(name: string, subnet: number, wgInterfaces: s
     ].join("\n"),
   );
   mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
-  const sshd: ChildProcess = spawn(
+  const sshd = spawn(
     "ip",
     ["netns", "exec", ns, "/usr/sbin/sshd", "-D", "-e", "-f", join(dir, "sshd_config")],
-    { stdio: ["ignore", "ignore", "pipe"] },
+    {
+      stdio: "ignore",
+    },
   );
   await waitForPort(addr, 22, 10_000);
-  const options = [`UserKnownHostsFile=${join(dir, "known_hosts")}`, "IdentitiesOnly=yes"];
+  return {
+    sshd,
+    identityFile: join(dir, "client_key"),
+    options: [`UserKnownHostsFile=${join(dir, "known_hosts")}`, "IdentitiesOnly=yes"],
+  };
+}
+
+/** A wireguard-go "gateway end" in the host namespace: `keyFile`'s key, one peer, keepalive every second. */
+export function startWgPeer(ifname: string, keyFile: string, peer: string, endpoint: string): void {
+  execFileSync("wireguard-go", [ifname]);
+  execFileSync("wg", [
+    "set",
+    ifname,
+    "private-key",
+    keyFile,
+    "peer",
+    peer,
+    "endpoint",
+    endpoint,
+    "allowed-ips",
+    "10.100.0.1/32",
+    "persistent-keepalive",
+    "1",
+  ]);
+  execFileSync("ip", ["link", "set", ifname, "up"]);
+}
+
+/** `name` (≤ 6 characters) names the namespace and the veth ends; `subnet` is the /24 (10.<subnet>.0.0). */
+export async function startSshExit(name: string, subnet: number, wgInterfaces: string[]): Promise<SshExit> {
+  const ns = `wgetest-${name}`;
+  const hostIf = `wgetest-${name}0`;
+  const nsIf = `wgetest-${name}1`;
+  const hostAddr = `10.${subnet}.0.1`;
+  const addr = `10.${subnet}.0.2`;
+  removeNetwork(ns, hostIf, wgInterfaces);
+  const dir = tempDir(`wgetest-${name}-`);
+  const inNs = (...args: string[]) =>
+    execFileSync("ip", ["netns", "exec", ns, ...args], { encoding: "utf8" });
+  execFileSync("ip", ["netns", "add", ns]);
+  execFileSync("ip", ["link", "add", hostIf, "type", "veth", "peer", "name", nsIf, "netns", ns]);
+  execFileSync("ip", ["address", "add", `${hostAddr}/24`, "dev", hostIf]);
+  execFileSync("ip", ["link", "set", hostIf, "up"]);
+  inNs("ip", "address", "add", `${addr}/24`, "dev", nsIf);
+  inNs("ip", "link", "set", nsIf, "up");
+  inNs("ip", "link", "set", "lo", "up");
+  inNs("ip", "route", "add", "default", "via", hostAddr);
+  const { sshd, identityFile, options } = await startSshd(ns, addr, dir);
   const ssh = {
     target: `root@${addr}`,
-    identityFile: join(dir, "client_key"),
+    identityFile,
     options,
     dir: join(dir, "exit"),
     system: false as const,
