@@ -2,6 +2,9 @@ import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
 import { DEFAULT_CONFIG_PATH } from "../config/load.js";
 import type { Config } from "../config/schema.js";
+import { failed } from "../doctor/check.js";
+import { formatResults } from "../doctor/format.js";
+import { checkExit } from "../exit/check.js";
 import { renderCloudInit } from "../exit/cloud-init.js";
 import { setConfigValues } from "../exit/config-edit.js";
 import { detectHomeIp } from "../exit/home-ip.js";
@@ -11,14 +14,17 @@ import { Progress } from "../exit/progress.js";
 import { HetznerClient } from "../exit/providers/hetzner/client.js";
 import { deprovision } from "../exit/providers/hetzner/deprovision.js";
 import { updateHomeIp } from "../exit/providers/hetzner/home-ip.js";
-import { formatCost } from "../exit/providers/hetzner/plan.js";
+import { checkHomeSource, formatCost } from "../exit/providers/hetzner/plan.js";
 import { endpointOf, provision } from "../exit/providers/hetzner/provision.js";
 import { findServer, type HetznerContext } from "../exit/providers/hetzner/resources.js";
 import { status } from "../exit/providers/hetzner/status.js";
+import { hcloudToken } from "../exit/providers/hetzner/token.js";
+import type { Server } from "../exit/providers/hetzner/types.js";
 import { renderInstallScript, runOverSsh } from "../exit/ssh-install.js";
 import { sshTargetOf } from "../secrets/rotate.js";
-import { hcloudToken, openSecretsStore } from "../secrets/store.js";
+import { openSecretsStore } from "../secrets/store.js";
 import { UserError } from "../util/errors.js";
+import { parseHostPort } from "../util/hostport.js";
 import { publicKeyOf } from "../wireguard/keys.js";
 import { addConfigOption, collect, configFrom } from "./common.js";
 
@@ -59,9 +65,14 @@ function loadExitConfig(o: Opts): Config {
 
 async function hetzner(config: Config): Promise<HetznerContext> {
   const progress = new Progress();
+  const endpoint = process.env.HCLOUD_ENDPOINT || undefined;
+  // The endpoint is checked before the token is looked up: a typo fails the same way with or without one.
+  if (endpoint) new HetznerClient({ token: "", endpoint });
+  const { token, source } = await hcloudToken(config.secrets);
   const client = new HetznerClient({
-    token: await hcloudToken(config.secrets),
-    endpoint: process.env.HCLOUD_ENDPOINT || undefined,
+    token,
+    tokenSource: source,
+    endpoint,
     onRateLimited: (ms, attempt) =>
       progress.note(
         `rate limited by the Hetzner API: retrying in ${(ms / 1000).toFixed(1)} s (attempt ${attempt})`,
@@ -70,15 +81,26 @@ async function hetzner(config: Config): Promise<HetznerContext> {
   return { client, exit: config.exit, progress, out: print };
 }
 
-/** Where SSH may come from: --home-ip, else exit.sshAllowFrom, else the detected home IP. */
-async function sshSources(config: Config, o: Opts): Promise<string[]> {
-  if (o.homeIp?.length) return o.homeIp;
-  if (config.exit.sshAllowFrom.length) return config.exit.sshAllowFrom;
-  return [await detectHomeIp(config.exit.homeIpUrls)];
+/** --home-ip values, checked before anything else happens (no API call with a bogus value). */
+function homeIpFlags(o: Opts): string[] {
+  return (o.homeIp ?? []).map((ip) => checkHomeSource(ip, "--home-ip"));
 }
 
-/** Records the exit's endpoint (and public key when known) for the gateway: config file and secrets store. */
-async function recordEndpoint(config: Config, o: Opts, endpoint: string): Promise<void> {
+/**
+ * Where SSH may come from: --home-ip, else exit.sshAllowFrom (configured ranges are never overwritten),
+ * else the detected home IP.
+ */
+async function sshSources(config: Config, homeIps: string[]): Promise<string[]> {
+  if (homeIps.length) return homeIps;
+  if (config.exit.sshAllowFrom.length) return config.exit.sshAllowFrom;
+  return [checkHomeSource(await detectHomeIp(config.exit.homeIpUrls), "the detected home IP", 1)];
+}
+
+/**
+ * Records the exit for the gateway: its endpoint (config and secrets store) and public key, and, for a new
+ * Hetzner exit that has login keys, exit.ssh.target (so secrets rotate and exit check can reach it).
+ */
+async function recordEndpoint(config: Config, o: Opts, endpoint: string, server?: Server): Promise<void> {
   const file = o.config ?? DEFAULT_CONFIG_PATH;
   const values: Record<string, string> = { "gateway.peer.endpoint": endpoint };
   const store = openSecretsStore(config.secrets);
@@ -87,12 +109,52 @@ async function recordEndpoint(config: Config, o: Opts, endpoint: string): Promis
     values["gateway.peer.publicKey"] = publicKeyOf(data.exit.privateKey);
     if (data.endpoint !== endpoint) await store.write({ ...data, endpoint });
   }
+  const ip = server?.public_net.ipv4?.ip;
+  if (ip && !config.exit.ssh.target && !config.exit.noSsh) values["exit.ssh.target"] = `root@${ip}`;
   const changed = setConfigValues(file, values);
   print(
     changed.length
       ? `recorded in ${file}: ${changed.map((k) => `${k} = ${values[k]}`).join(", ")}`
       : `${file} already has endpoint ${endpoint}`,
   );
+}
+
+/** After deprovision: the gateway must not keep pointing at an address that may go to someone else. */
+async function forgetExit(config: Config, o: Opts, server: Server): Promise<void> {
+  const ip = server.public_net.ipv4?.ip;
+  if (!ip) return;
+  const hostOf = (ep: string | undefined) => {
+    const hp = ep ? parseHostPort(ep) : undefined;
+    return typeof hp === "object" ? hp.host : undefined;
+  };
+  const values: Record<string, null> = {};
+  if (hostOf(config.gateway.peer.endpoint) === ip) values["gateway.peer.endpoint"] = null;
+  if (config.exit.ssh.target?.split("@").pop() === ip) values["exit.ssh.target"] = null;
+  const file = o.config ?? DEFAULT_CONFIG_PATH;
+  const changed = Object.keys(values).length ? setConfigValues(file, values) : [];
+  if (changed.length) print(`removed from ${file}: ${changed.join(", ")} (pointed at the deleted ${ip})`);
+  const store = openSecretsStore(config.secrets);
+  if (store.exists()) {
+    const data = await store.read();
+    if (hostOf(data.endpoint) === ip) {
+      const { endpoint: _gone, ...rest } = data;
+      await store.write(rest);
+      print(`removed the endpoint ${data.endpoint} from ${store.file}`);
+    }
+  }
+}
+
+/** The keys the exit should run with: the store's, else what the config says. */
+async function expectedKeys(config: Config): Promise<{ exitPublicKey?: string; gatewayPublicKey?: string }> {
+  const store = openSecretsStore(config.secrets);
+  if (store.exists()) {
+    const data = await store.read();
+    return {
+      exitPublicKey: publicKeyOf(data.exit.privateKey),
+      gatewayPublicKey: config.exit.gatewayPublicKey ?? publicKeyOf(data.gateway.privateKey),
+    };
+  }
+  return { exitPublicKey: config.gateway.peer.publicKey, gatewayPublicKey: config.exit.gatewayPublicKey };
 }
 
 async function confirmOnTty(what: string): Promise<boolean> {
@@ -127,17 +189,30 @@ export function registerExit(program: Command): void {
       if (o.format !== "cloud-init" && o.format !== "script")
         throw new UserError(`--format ${o.format}: expected cloud-init or script`);
       const host = renderExitHost(config.exit, await exitKeysFromStore(config, o.gatewayPublicKey));
+      const e = config.exit;
+      if (
+        o.format === "cloud-init" &&
+        !e.noSsh &&
+        !e.sshAuthorizedKeys.length &&
+        !e.hetzner.sshKeyNames.length
+      )
+        process.stderr.write(
+          "note: no exit.sshAuthorizedKeys: only keys your provider installs can log into this exit (exit.noSsh: true if none should)\n",
+        );
       process.stdout.write(o.format === "script" ? host.setupScript : renderCloudInit(config.exit, host));
     });
 
-  gwKey(addConfigOption(exit.command("install")))
+  const sshOptions = (c: Command) =>
+    c
+      .option("--ssh <user@host>", "the machine (exit.ssh.target)")
+      .option("--port <n>", "SSH port (exit.ssh.port)")
+      .option("--identity <file>", "SSH private key file (exit.ssh.identityFile)")
+      .option("--ssh-option <opt>", "extra ssh -o option, repeatable (exit.ssh.options)", collect);
+
+  sshOptions(gwKey(addConfigOption(exit.command("install"))))
     .description(
       "apply the exit configuration to an existing Debian/Ubuntu machine over SSH (script and keys on stdin)",
     )
-    .option("--ssh <user@host>", "the machine (exit.ssh.target)")
-    .option("--port <n>", "SSH port (exit.ssh.port)")
-    .option("--identity <file>", "SSH private key file (exit.ssh.identityFile)")
-    .option("--ssh-option <opt>", "extra ssh -o option, repeatable (exit.ssh.options)", collect)
     .option("--dir <dir>", "directory for the exit's files on the machine (exit.ssh.dir)")
     .option(
       "--no-system",
@@ -155,6 +230,29 @@ export function registerExit(program: Command): void {
       process.stdout.write(await runOverSsh(target, script));
     });
 
+  sshOptions(addConfigOption(exit.command("check")))
+    .description(
+      "the exit's side of the runbook over SSH, read-only: interface and peer, handshake age, forwarding, masquerade, firewall, resolver; exit 1 on failure",
+    )
+    .option("--json", "machine-readable output: [{name, verdict, evidence, fix}]")
+    .option("--resolve <name>", "a name the exit must resolve", "deb.debian.org")
+    .action(async (o: Opts & { json?: boolean; resolve: string }) => {
+      const config = loadExitConfig(o);
+      const target = sshTargetOf(config);
+      if (!target) throw new UserError("which exit? pass --ssh root@HOST (or set exit.ssh.target)");
+      const results = await checkExit(config.exit, target, {
+        ...(await expectedKeys(config)),
+        resolveName: o.resolve,
+        install: `wg-egress exit install${o.config ? ` --config ${o.config}` : ""}`,
+      });
+      process.stdout.write(
+        o.json
+          ? `${JSON.stringify(results, null, 2)}\n`
+          : formatResults(results, !!process.stdout.isTTY && !process.env.NO_COLOR),
+      );
+      if (failed(results)) process.exitCode = 1;
+    });
+
   const provisionCmd = gwKey(addConfigOption(exit.command("provision")))
     .description(
       "create (or find, by label) the Hetzner exit server and its firewall; record the endpoint; print the cost",
@@ -165,9 +263,10 @@ export function registerExit(program: Command): void {
     .option("--home-ip <addr>", "allow SSH from ADDR instead of the detected home IP, repeatable", collect)
     .option("--no-set-endpoint", "do not record the endpoint in the config file");
   provisionCmd.action(async (o: Opts) => {
+    const homeIps = homeIpFlags(o);
     const config = loadExitConfig(o);
     const ctx = await hetzner(config);
-    const sources = await sshSources(config, o);
+    const sources = await sshSources(config, homeIps);
     const r = await provision(ctx, sources, async () =>
       renderCloudInit(
         config.exit,
@@ -178,13 +277,15 @@ export function registerExit(program: Command): void {
       `${r.created ? "created" : "found"} server ${r.server.name} (id ${r.server.id}) ${r.server.status}, endpoint ${r.endpoint}`,
     );
     print(`firewall ${r.firewall.name}: udp ${config.exit.listenPort} open, ssh from ${sources.join(", ")}`);
-    if (o.setEndpoint !== false) await recordEndpoint(config, o, r.endpoint);
+    if (o.setEndpoint !== false) await recordEndpoint(config, o, r.endpoint, r.server);
     print(formatCost(config.exit.hetzner.serverType, r.cost));
   });
 
   addConfigOption(exit.command("status"))
     .description("the Hetzner exit: server state and address, firewall rules, monthly cost")
-    .action(async (o: Opts) => status(await hetzner(loadExitConfig(o))));
+    .action(async (o: Opts) => {
+      if (!(await status(await hetzner(loadExitConfig(o))))) process.exitCode = 1;
+    });
 
   addConfigOption(exit.command("set-endpoint"))
     .description(
@@ -192,6 +293,12 @@ export function registerExit(program: Command): void {
     )
     .argument("[endpoint]", "HOST:PORT")
     .action(async (endpoint: string | undefined, o: Opts) => {
+      // The argument is checked as an argument, not blamed on the config file it is going into.
+      const hp = endpoint === undefined ? undefined : parseHostPort(endpoint);
+      if (typeof hp === "string" || hp?.port === 0 || hp?.host === "0.0.0.0")
+        throw new UserError(
+          `set-endpoint ${JSON.stringify(endpoint)}: ${typeof hp === "string" ? hp : "expected the exit's address and port"}, e.g. 203.0.113.10:51820`,
+        );
       const config = loadExitConfig(o);
       let ep = endpoint;
       if (!ep) {
@@ -204,8 +311,6 @@ export function registerExit(program: Command): void {
           );
         ep = endpointOf(server, config.exit.listenPort);
       }
-      // Validated like the config key it lands in.
-      configFrom(o, { "gateway.peer.endpoint": ep });
       await recordEndpoint(config, o, ep);
     });
 
@@ -215,16 +320,16 @@ export function registerExit(program: Command): void {
     )
     .option("--home-ip <addr>", "use ADDR instead of detecting it, repeatable", collect)
     .action(async (o: Opts) => {
+      const homeIps = homeIpFlags(o);
       const config = loadExitConfig(o);
       const ctx = await hetzner(config);
-      const r = await updateHomeIp(
-        ctx,
-        o.homeIp?.length ? o.homeIp : [await detectHomeIp(config.exit.homeIpUrls)],
-      );
+      const configured = !homeIps.length && config.exit.sshAllowFrom.length > 0;
+      const r = await updateHomeIp(ctx, await sshSources(config, homeIps));
+      const from = `${r.after.join(", ")}${configured ? " (exit.sshAllowFrom)" : ""}`;
       print(
         r.changed
-          ? `updated: SSH allowed from ${r.after.join(", ")} (was ${r.before.join(", ") || "none"})`
-          : `unchanged: SSH allowed from ${r.after.join(", ")}`,
+          ? `updated: SSH allowed from ${from} (was ${r.before.join(", ") || "none"})`
+          : `unchanged: SSH allowed from ${from}`,
       );
     });
 
@@ -235,6 +340,7 @@ export function registerExit(program: Command): void {
       if (!o.yes && !process.stdin.isTTY)
         throw new UserError("refusing to delete without confirmation: pass --yes (stdin is not a terminal)");
       const config = loadExitConfig(o);
-      await deprovision(await hetzner(config), async (what) => o.yes || confirmOnTty(what));
+      const r = await deprovision(await hetzner(config), async (what) => o.yes || confirmOnTty(what));
+      if (r.server) await forgetExit(config, o, r.server);
     });
 }

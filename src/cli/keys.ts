@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { writeSecretFile } from "../gateway/keyfile.js";
+import { writeFileAtomic } from "../secrets/atomic.js";
 import { UserError } from "../util/errors.js";
 import { generatePrivateKey, isWireGuardKey, publicKeyOf } from "../wireguard/keys.js";
 
@@ -21,7 +21,7 @@ export function registerKeys(program: Command): void {
         throw new UserError("where should the private key go? pass --out FILE (0600), or --print for stdout");
       const key = generatePrivateKey();
       const publicKey = publicKeyOf(key); // before anything is written: a failure leaves no file behind
-      if (o.out) writeSecretFile(o.out, `${key}\n`, o.force);
+      if (o.out) writeFileAtomic(o.out, `${key}\n`, 0o600, { exclusive: !o.force });
       process.stdout.write(o.print ? `${key}\n` : `${publicKey}\n`);
     });
 

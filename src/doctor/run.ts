@@ -1,13 +1,15 @@
 import { readFileSync } from "node:fs";
 import type { Config } from "../config/schema.js";
+import { shellQuote } from "../exit/ssh-install.js";
 import { dataPathOf, NFT_TABLE } from "../gateway/plan.js";
 import { resolveProxyUid } from "../gateway/proxy-user.js";
 import { observe, summarize } from "../gateway/status.js";
 import { errorMessage } from "../util/errors.js";
-import { type HostPort, parseHostPort } from "../util/hostport.js";
+import { formatHostPort, type HostPort, parseHostPort } from "../util/hostport.js";
 import { run } from "../util/run.js";
 import { type CheckResult, fail, skip } from "./check.js";
 import {
+  CONFIG_ARG,
   dnsCheck,
   exitReachableCheck,
   handshakeCheck,
@@ -19,6 +21,7 @@ import {
   proxyUserCheck,
   routeCheck,
   ruleCheck,
+  sameAddr,
 } from "./checks.js";
 import { exitIpCheck, observeIps, skippedIpCheck } from "./ip-check.js";
 
@@ -31,6 +34,8 @@ export interface DoctorOptions {
   /** The proxy address to test; default proxy.listen[0]. */
   proxy?: HostPort;
   timeoutMs?: number;
+  /** The config file in use, put into the fixes (undefined: the default path, no --config needed). */
+  configFile?: string;
 }
 
 const readOrNull = (path: string) => {
@@ -79,21 +84,35 @@ export async function runDoctor(config: Config, opts: DoctorOptions): Promise<Ch
     return [fail("proxy user", errorMessage(e), "create the user or set gateway.proxyUid")];
   }
   const wanted = config.proxy.listen.map((l) => parseHostPort(l) as HostPort);
-  const [tunnel, ss, ips] = await Promise.all([
+  const [tunnel, ss] = await Promise.all([
     tunnelChecks(config, uid),
     run("ss", ["-Hltne"], { allowFail: true }),
-    opts.ipEchoUrl
-      ? observeIps(config, { url: opts.ipEchoUrl, proxy: opts.proxy, timeoutMs: opts.timeoutMs })
-      : null,
   ]);
   const listeners = parseSsListeners(ss.stdout);
-  return [
+  // Through a proxy that is not there, the decisive check could only fail for that reason: said once, above.
+  const tested = opts.proxy ?? wanted[0];
+  const listening = listeners.some(
+    (l) =>
+      l.port === tested.port && (sameAddr(l.host, tested.host) || ["0.0.0.0", "::", "*"].includes(l.host)),
+  );
+  const ips =
+    opts.ipEchoUrl && listening
+      ? await observeIps(config, { url: opts.ipEchoUrl, proxy: opts.proxy, timeoutMs: opts.timeoutMs })
+      : null;
+  const results = [
     ...tunnel,
     proxyListenCheck(listeners, wanted),
     proxyUserCheck(listeners, wanted, uid, readOrNull("/etc/passwd")),
     dnsCheck(readOrNull("/etc/resolv.conf"), config.proxy.dns.servers),
     ips
       ? exitIpCheck(ips)
-      : skippedIpCheck(opts.skipReason ?? "no IP echo URL: pass --ip-echo-url (or set exit.homeIpUrls)"),
+      : skippedIpCheck(
+          opts.ipEchoUrl
+            ? `not tried: nothing listens on ${formatHostPort(tested)} (see 'proxy listening')`
+            : (opts.skipReason ?? "no IP echo URL: pass --ip-echo-url (or set exit.homeIpUrls)"),
+        ),
   ];
+  const f = opts.configFile;
+  const file = f ? ` --config ${/^[\w@%+=:,./-]+$/.test(f) ? f : shellQuote(f)}` : "";
+  return results.map((r) => (r.fix ? { ...r, fix: r.fix.replaceAll(CONFIG_ARG, file) } : r));
 }

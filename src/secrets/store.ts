@@ -28,7 +28,12 @@ function readPrivate(path: string, what: string): Buffer {
     st = statSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(`cannot read ${what} ${path}: ${code ?? e}; create it with wg-egress secrets init`);
+    // `secrets init` refuses an existing store: for a lost identity, only a backup or starting over helps.
+    throw new UserError(
+      what === "age identity" && code === "ENOENT"
+        ? `the age identity ${path} is missing: restore it from your backup (the store cannot be decrypted without it), or start over with wg-egress secrets init --force (new keys for both sides; set the exit up again)`
+        : `cannot read ${what} ${path}: ${code ?? e}; create it with wg-egress secrets init`,
+    );
   }
   if (st.mode & 0o077) throw new UserError(`${what} ${path} is readable by other users: chmod 600 ${path}`);
   return readFileSync(path);
@@ -182,17 +187,4 @@ class FileStore implements SecretsStore {
 
 export function openSecretsStore(cfg: SecretsConfig): SecretsStore {
   return new FileStore(cfg, cfg.backend === "sops" ? SOPS : AGE);
-}
-
-/** The API token: HCLOUD_TOKEN (as the hcloud CLI reads it), else the secrets store; never a flag. */
-export async function hcloudToken(cfg: SecretsConfig): Promise<string> {
-  const env = process.env.HCLOUD_TOKEN?.trim();
-  if (env) return env;
-  const store = openSecretsStore(cfg);
-  const token = store.exists() ? (await store.read()).hcloudToken : undefined;
-  if (!token)
-    throw new UserError(
-      `no Hetzner API token: set HCLOUD_TOKEN, or store it with: wg-egress secrets init (token read from stdin or HCLOUD_TOKEN)`,
-    );
-  return token;
 }
