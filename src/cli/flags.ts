@@ -73,8 +73,10 @@ function optionOf(f: Flag): Option {
     f.defaultText === false
       ? undefined
       : (f.defaultText ?? (takesValue && f.key ? shown(schemaDefault(f.key)) : undefined));
+  // The key tells where the same setting lives in the config file.
+  const notes = [f.key, f.default === undefined && text ? `default: ${text}` : undefined].filter(Boolean);
+  if (notes.length) opt.description = `${f.help} (${notes.join("; ")})`;
   if (f.default !== undefined) opt.default(f.default, text);
-  else if (text) opt.description = `${f.help} (default: ${text})`;
   if (f.parse) opt.argParser(f.parse);
   return opt;
 }

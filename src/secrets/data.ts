@@ -2,6 +2,7 @@ import { parse, stringify } from "yaml";
 import { z } from "zod";
 import { hostPort, wgKey } from "../config/types.js";
 import { UserError } from "../util/errors.js";
+import type { SecretField } from "./fields.js";
 
 /** What the encrypted store holds: both sides' WireGuard keys, the API token and the exit's endpoint. */
 export const secretsDataSchema = z
@@ -14,10 +15,6 @@ export const secretsDataSchema = z
   .strict();
 
 export type SecretsData = z.infer<typeof secretsDataSchema>;
-
-/** Names accepted by `secrets show --reveal`. */
-export const SECRET_FIELDS = ["exit.privateKey", "gateway.privateKey", "hcloudToken"] as const;
-export type SecretField = (typeof SECRET_FIELDS)[number];
 
 export function secretField(data: SecretsData, field: SecretField): string | undefined {
   if (field === "hcloudToken") return data.hcloudToken;

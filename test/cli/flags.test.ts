@@ -46,8 +46,9 @@ test("a bad value is refused by its parser with the flag's name", () => {
 
 test("help shows the schema's default for a keyed flag", () => {
   const help = addFlags(new Command("x"), TABLE).helpInformation();
-  assert.match(help, /--listen <host:port>\s+listen address \(default: 127\.0\.0\.1:1080\)/);
-  assert.match(help, /--keepalive <seconds>\s+idle \(default: 60\)/);
+  assert.match(help, /--listen <host:port>\s+listen address \(proxy\.listen; default: 127\.0\.0\.1:1080\)/);
+  assert.match(help, /--keepalive <seconds>\s+idle \(proxy\.keepalive\.idleSeconds; default: 60\)/);
+  assert.match(help, /--no-keepalive\s+off \(proxy\.keepalive\.enabled\)/);
   assert.match(help, /--format <f>\s+output \(default: "text"\)/);
   assert.doesNotMatch(help, /--no-keepalive.*default/);
 });
