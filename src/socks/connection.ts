@@ -137,7 +137,11 @@ export class Connection {
   }
 
   handshake(chunk: Buffer): void {
-    this.guard(() => this.consume(chunk));
+    try {
+      this.consume(chunk);
+    } catch (err) {
+      this.crashed(err);
+    }
   }
 
   /** Runs `fn` under the connection's last-resort guard (for callbacks that are not socket events). */

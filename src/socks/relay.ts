@@ -7,10 +7,10 @@ import { connect, type NetConnectOpts, type Server, Socket } from "node:net";
  * and at bulk rates the garbage collector spends as much CPU as the copying itself. Here each leg
  * reads into a buffer sized to its traffic (READ_SIZES), and reuses it for the next read. When a
  * write to the other side cannot complete at once, the reading leg pauses until it is flushed (the
- * pending write still reads from the buffer) and keeps no buffer of its own meanwhile, so a reader
- * that stalls makes us hold at most that one buffer per direction. The large buffers all come from
- * one process-wide budget (setRelayBufferBudget): however many clients stop reading, they hold at most
- * the budget plus one small copy each; when it is used up, legs read in small steps.
+ * pending write still reads from the buffer, and the next read goes into it again), so a reader that
+ * stalls makes us hold at most that one buffer per direction. The large buffers all come from one
+ * process-wide budget (setRelayBufferBudget): however many clients stop reading, they hold at most the
+ * budget plus one small copy each; when it is used up, legs read in small steps.
  *
  * - Half-close: EOF from one side ends only the other side's write direction (both sockets are
  *   allowHalfOpen); each socket closes itself once both its directions are done.
@@ -138,13 +138,12 @@ export interface RelayOwner {
 interface LegState {
   /** Before the relay: the handshake; the chunk it gets is only valid during the call. */
   consumer: ReadConsumer | undefined;
-  peer: Socket | undefined;
+  peer: Leg | undefined;
   /** Reading stopped until the peer has flushed a write that could not complete at once. */
   waiting: boolean;
-  /** The buffer a stalled write still reads from (the leg reads into the shared one): given back once flushed. */
-  held: Buffer | undefined;
-  /** The buffer the leg reads into next; given back when the socket closes. */
+  /** The buffer the leg reads into next (and a stalled write of the peer's may still read from). */
   buffer: Buffer;
+  closed: boolean;
   flushed: (() => void) | undefined;
   owner: RelayOwner | undefined;
 }
@@ -204,11 +203,10 @@ function relayRead(leg: LegState, peer: Socket, n: number, buf: Buffer): boolean
   peer.write(out, leg.flushed);
   if (peer.writableLength > 0) {
     // The peer could not take it all and its pending write still reads from `buf`. Reading stops
-    // until that write is flushed; meanwhile the leg holds no buffer of its own (its next read, once
-    // resumed, goes to the shared one and the size climbs again), and `buf` is given back when flushed.
+    // until that write is flushed, and the next read goes into `buf` again: a stalled leg holds the
+    // one buffer its pending write needs anyway, never a second (nor a larger) one.
     leg.waiting = true;
-    if (buf !== shared) leg.held = buf;
-    leg.buffer = nextBuffer = shared;
+    nextBuffer = buf;
     return false;
   }
   leg.buffer = nextBuffer = resize(buf, n);
@@ -223,8 +221,8 @@ function tag(socket: Socket, consumer: ReadConsumer | undefined): Leg {
     consumer,
     peer: undefined,
     waiting: false,
-    held: undefined,
     buffer: shared,
+    closed: false,
     flushed: undefined,
     owner: undefined,
   };
@@ -263,11 +261,19 @@ function onEnd(this: Leg): void {
   this[LEG].peer!.end();
 }
 
+function release(leg: LegState): void {
+  giveBack(leg.buffer); // the shared buffer (already given back) is not counted
+  leg.buffer = shared;
+}
+
 function onClose(this: Leg, hadError: boolean): void {
   const leg = this[LEG];
-  // The socket reads no more: its read buffer goes back. (`held` is the peer's pending write: its callback gives it back.)
-  giveBack(leg.buffer);
-  leg.buffer = shared;
+  const other = leg.peer![LEG];
+  leg.closed = true;
+  // The socket reads no more: its buffer goes back, unless a stalled write of the peer still reads from
+  // it; once both have closed, no write is pending from either.
+  if (!leg.waiting || other.closed) release(leg);
+  if (other.closed) release(other);
   // A clean close means both directions finished; the peer then closes on its own after flushing.
   if (hadError) leg.peer!.destroy();
 }
@@ -285,8 +291,6 @@ function wire(from: Leg, to: Leg, owner: RelayOwner | undefined): void {
     // Called once per write; only the one that empties the peer's queue lets reading go on.
     if (!leg.waiting || to.writableLength > 0) return;
     leg.waiting = false;
-    if (leg.held) giveBack(leg.held);
-    leg.held = undefined;
     from.resume();
   };
   from.on("end", onEnd);
