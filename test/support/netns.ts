@@ -54,13 +54,19 @@ export function insideIsolatedNetns(metaUrl: string, timeoutMs = 300_000): boole
   const file = fileURLToPath(metaUrl);
   test(`${basename(file)}, inside a fresh network namespace (unshare -n)`, {
     timeout: timeoutMs,
-  }, async () => {
+  }, async (t) => {
     requireTools("unshare", "ip");
+    // Not as a child of this test runner (NODE_TEST_CONTEXT): the inner run reports in plain TAP.
+    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
     const r = await run(
       "unshare",
       ["-n", "sh", "-c", 'ip link set lo up && exec "$0" "$1"', process.execPath, file],
-      { env: { ...process.env, WGE_ISOLATED_NETNS: "1" }, allowFail: true, timeoutMs },
+      { env: { ...env, WGE_ISOLATED_NETNS: "1" }, allowFail: true, timeoutMs },
     );
+    // The inner tests and their diagnostics, in this run's report.
+    const summary = /^# (Subtest|tests|suites|pass|fail|cancelled|skipped|todo|duration_ms)\b/;
+    for (const line of r.stdout.split("\n"))
+      if (/^(not )?ok \d+ - |^# /.test(line) && !summary.test(line)) t.diagnostic(line);
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
   });
   return false;
