@@ -243,6 +243,24 @@ export async function socksConnect(
   return { rep: head[1], c };
 }
 
+/**
+ * Opens a UDP ASSOCIATE for a fresh UDP socket of ours on 127.0.0.1: the socket, the control
+ * connection and the relay address from the reply.
+ */
+export async function openAssociation(proxyPort: number) {
+  const sock = createSocket("udp4");
+  sock.bind(0, "127.0.0.1");
+  await once(sock, "listening");
+  const c = await RawClient.open(proxyPort);
+  c.send([5, 1, 0]);
+  await c.read(2);
+  c.send(ipv4Request(sock.address().port, [127, 0, 0, 1], 3));
+  const reply = await c.read(10);
+  if (reply[1] !== 0) throw new Error(`UDP ASSOCIATE reply ${reply[1]}`);
+  const relayHost = `${reply[4]}.${reply[5]}.${reply[6]}.${reply[7]}`;
+  return { sock, c, relayHost, relayPort: reply.readUInt16BE(8) };
+}
+
 export function ipv4Request(port: number, ip = [127, 0, 0, 1], cmd = 1): number[] {
   return [5, cmd, 0, 1, ...ip, port >> 8, port & 255];
 }

@@ -19,6 +19,7 @@ import {
   ipv4Request,
   LOOPBACK_ALLOW,
   listen,
+  openAssociation,
   type ProxyProcess,
   RawClient,
   socksConnect,
@@ -51,20 +52,6 @@ async function stillServes(): Promise<void> {
   c.close();
 }
 
-/** A UDP association of a fresh UDP socket; its relay address. */
-async function associate(p = proxy) {
-  const sock = createSocket("udp4");
-  sock.bind(0, "127.0.0.1");
-  await once(sock, "listening");
-  const c = await RawClient.open(p.port);
-  c.send([5, 1, 0]);
-  await c.read(2);
-  c.send(ipv4Request(sock.address().port, [127, 0, 0, 1], 3));
-  const reply = await c.read(10);
-  assert.equal(reply[1], 0);
-  return { sock, c, relayPort: reply.readUInt16BE(8) };
-}
-
 /** A datagram for `host:port` (host written as a name, ATYP 3, whatever it contains). */
 function nameDatagram(host: string, port: number, text: string): Buffer {
   const name = Buffer.from(host, "latin1");
@@ -87,7 +74,7 @@ test("issue 9.1: a name with an IPv6 zone id (SOCKS ATYP 3) gets reply 0x01, and
 });
 
 test("issue 9.1/9.2: UDP datagrams to a zone-id name or to port 0 are dropped; the association and the proxy live on", async () => {
-  const { sock, c, relayPort } = await associate();
+  const { sock, c, relayPort } = await openAssociation(proxy.port);
   const got: Buffer[] = [];
   sock.on("message", (m) => got.push(m));
   sock.send(nameDatagram("::ffff:1.2.3.4%a.b", 53, "zone"), relayPort, "127.0.0.1");
@@ -191,7 +178,7 @@ test("fuzz over real sockets: hostile names through SOCKS5, HTTP CONNECT and UDP
     `127.0.0.1:${dns.port}`,
   ]);
   const names = fc.sample(hostileName, { numRuns: 150, seed: Number(process.env.HOSTILE_SEED ?? 9) });
-  const { sock, c: control, relayPort } = await associate(p);
+  const { sock, c: control, relayPort } = await openAssociation(p.port);
   try {
     for (const name of names) {
       const bytes = Buffer.from(name, "utf8");

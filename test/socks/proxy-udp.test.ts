@@ -10,10 +10,9 @@ import { sleep, until } from "../support/poll.js";
 import { requireTools } from "../support/tools.js";
 import {
   dnsStub,
-  ipv4Request,
   LOOPBACK_ALLOW,
+  openAssociation,
   type ProxyProcess,
-  RawClient,
   runPySocks,
   startProxy,
 } from "./proxy-helpers.js";
@@ -51,26 +50,11 @@ test("PySocks UDP (SOCK_DGRAM over SOCKS5) round-trips through the association",
   assert.equal(r.stdout, `udp-ping ${echoPort}`, r.stderr);
 });
 
-/** Opens an association for a UDP socket of ours; returns it, the control connection and the relay address. */
-async function openAssociation() {
-  const sock = createSocket("udp4");
-  sock.bind(0, "127.0.0.1");
-  await once(sock, "listening");
-  const c = await RawClient.open(proxy.port);
-  c.send([5, 1, 0]);
-  await c.read(2);
-  c.send(ipv4Request(sock.address().port, [127, 0, 0, 1], 3));
-  const reply = await c.read(10);
-  assert.equal(reply[1], 0);
-  const relayHost = `${reply[4]}.${reply[5]}.${reply[6]}.${reply[7]}`;
-  return { sock, c, relayHost, relayPort: reply.readUInt16BE(8) };
-}
-
 const closedLogOf = (client: string) =>
   proxy.waitLog((l) => l.msg === "connection closed" && l.client === client);
 
 test("raw datagrams: names resolved by the proxy, replies carry the source; refused destinations dropped", async () => {
-  const { sock, c, relayHost, relayPort } = await openAssociation();
+  const { sock, c, relayHost, relayPort } = await openAssociation(proxy.port);
   assert.equal(relayHost, "127.0.0.1");
   const got: Buffer[] = [];
   sock.on("message", (m) => got.push(m));
@@ -96,7 +80,7 @@ test("raw datagrams: names resolved by the proxy, replies carry the source; refu
 });
 
 test("the association ends with its TCP connection: its relay socket is closed", async () => {
-  const { sock, c, relayPort } = await openAssociation();
+  const { sock, c, relayPort } = await openAssociation(proxy.port);
   assert.ok((await run("ss", ["-uanH"])).stdout.includes(`127.0.0.1:${relayPort} `), "relay socket bound");
   const client = `127.0.0.1:${c.socket.localPort}`;
   c.close();
@@ -117,7 +101,7 @@ async function udpServer(host = "127.0.0.1", port = 0, reply = (text: string) =>
 }
 
 test("issue 9.12: bytes on the control connection after the handshake timeout are ignored; the association lives on", async () => {
-  const { sock, c, relayHost, relayPort } = await openAssociation();
+  const { sock, c, relayHost, relayPort } = await openAssociation(proxy.port);
   const got: string[] = [];
   sock.on("message", (m) => {
     const d = parseUdpDatagram(m);
@@ -140,7 +124,7 @@ test("issue 9.12: bytes on the control connection after the handshake timeout ar
 test("issue 9.12: the association remembers at most MAX_PEERS destinations; the least recently used is forgotten", {
   timeout: 60_000,
 }, async () => {
-  const { sock, c, relayHost, relayPort } = await openAssociation();
+  const { sock, c, relayHost, relayPort } = await openAssociation(proxy.port);
   const got: string[] = [];
   sock.on("message", (m) => {
     const d = parseUdpDatagram(m);
