@@ -5,7 +5,7 @@ import { serveMetrics } from "../metrics/http.js";
 import { createProxyMetrics } from "../metrics/proxy-metrics.js";
 import { fdsNeeded, readFdLimit } from "../socks/fd-limit.js";
 import { ProxyServer } from "../socks/server.js";
-import { buildSettings } from "../socks/settings.js";
+import { buildSettings, type ProxySettings, reloadRefusal } from "../socks/settings.js";
 import { errorMessage, UserError } from "../util/errors.js";
 import { formatHostPort, type HostPort, parseHostPort } from "../util/hostport.js";
 import { log } from "../util/log.js";
@@ -14,17 +14,25 @@ import { addConfigOption, collect, configFrom } from "./common.js";
 const HELP = `
 Runs as an unprivileged user whose packets the gateway marks into the tunnel (convention: uid 400,
 gateway.proxyUid); \`wg-egress gateway\` sets up the marking. Loopback, link-local (169.254.169.254),
-private (RFC 1918, ULA), CGNAT, multicast, reserved and the gateway's own addresses are refused as
-destinations (reply 0x02) unless allowed with --allow-destination; rules apply to the resolved address.
+private (RFC 1918, ULA), CGNAT, multicast, reserved, IPv4-embedding IPv6 (NAT64, 6to4, Teredo) and
+the gateway's own addresses are refused as destinations (reply 0x02) unless allowed with
+--allow-destination; rules apply to the resolved address, IPv4 rules to IPv4 and IPv6 rules to IPv6.
+With --allow-domain, IP addresses are refused unless --allow-destination covers them.
 
-Reply codes: 0x02 policy, 0x03 network unreachable, 0x04 host unreachable and DNS failure (no such
-name, no address, resolver timeout: RFC 1928 has no DNS code), 0x05 refused, 0x06 connect timeout,
-0x07 BIND (not supported), 0x08 address type. UDP ASSOCIATE is supported (no fragments); each
-datagram passes the same destination policy, and the association ends with its TCP connection.
-HTTP CONNECT on the same port answers 403 / 407 / 502 / 504.
+Reply codes: 0x01 invalid destination name (not a host name or IP address: zone ids, NUL, ...),
+0x02 policy, 0x03 network unreachable, 0x04 host unreachable and DNS failure (no such name, no
+address, resolver timeout: RFC 1928 has no DNS code), 0x05 refused, 0x06 connect timeout, 0x07 BIND
+(not supported), 0x08 address type. UDP ASSOCIATE is supported (no fragments); each datagram passes
+the same checks, and the association ends with its TCP connection. HTTP CONNECT on the same port
+answers 400 / 403 / 407 / 502 / 504 with the class of the reason only (details go to the log).
 
-Signals: SIGHUP reloads the config (users, policy, limits; established connections stay),
-SIGTERM/SIGINT stop accepting, drain up to --drain seconds, then close the rest.`;
+--users (or proxy.users) makes authentication required; an empty users file is an error. Without
+users, clients on the allow-list need no password: set proxy.auth: none to say so explicitly.
+
+Signals: SIGHUP reloads the config (users, policy, limits; established connections stay; a bad
+config, or one that would drop every user without proxy.auth: none, is refused and the old one kept),
+SIGTERM/SIGINT stop accepting, drain up to --drain seconds, then close the rest; a second signal
+ends the drain at once.`;
 
 function number(flag: string, integer = false) {
   return (v: string): number => {
@@ -132,6 +140,18 @@ function warnIfNotMarkedUser(gw: GatewayConfig): void {
   }
 }
 
+/** Without users, say once at start who may use the proxy without a password. */
+function logAuth(settings: ProxySettings): void {
+  if (settings.requireAuth) return;
+  const lan = settings.listen.some((l) => !/^(127\.|::1$|localhost$)/.test(l.host));
+  if (settings.openOnPurpose || !lan)
+    log.info("no users configured: clients on the allow-list need no password (proxy.auth: none)");
+  else
+    log.warn(
+      "no users configured: every client on the allow-list may use the proxy without a password; configure proxy.users / proxy.usersFile, or set proxy.auth: none to say this is intended",
+    );
+}
+
 async function runProxy(opts: ProxyFlags, cmd: Command): Promise<void> {
   const overrides = overridesFrom(opts, cmd.getOptionValueSource("httpConnect") === "cli");
   const load = () => {
@@ -141,14 +161,21 @@ async function runProxy(opts: ProxyFlags, cmd: Command): Promise<void> {
   const { cfg, settings } = load();
   logFdLimit(settings.maxConnections);
   warnIfNotMarkedUser(cfg.gateway);
+  logAuth(settings);
   const metrics = createProxyMetrics();
   const server = new ProxyServer(settings, metrics, log);
   await server.listen();
   const metricsServer = cfg.proxy.metrics
-    ? await serveMetrics(parseHostPort(cfg.proxy.metrics) as HostPort, metrics.registry, () => ({
-        ok: true,
-        detail: { connections: server.connections.size },
-      })).catch(async (e) => {
+    ? await serveMetrics(
+        parseHostPort(cfg.proxy.metrics) as HostPort,
+        metrics.registry,
+        () => ({
+          ok: !server.isDraining,
+          detail: { draining: server.isDraining, connections: server.connections.size },
+        }),
+        // The settings of the moment: a reload changes who may scrape too.
+        { allow: (ip) => server.settings.metricsClients.allows(ip) },
+      ).catch(async (e) => {
         await server.shutdown(0);
         throw new UserError(errorMessage(e), 1);
       })
@@ -166,6 +193,8 @@ async function runProxy(opts: ProxyFlags, cmd: Command): Promise<void> {
   process.on("SIGHUP", () => {
     try {
       const { cfg: nextCfg, settings: next } = load();
+      const refusal = reloadRefusal(server.settings, next);
+      if (refusal) throw new UserError(refusal);
       if (listenKey(next) !== listenKey(server.settings)) {
         log.warn("proxy.listen changed: the new listen addresses take effect after a restart");
       }
@@ -179,7 +208,11 @@ async function runProxy(opts: ProxyFlags, cmd: Command): Promise<void> {
   });
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      log.warn({ signal, open: server.connections.size }, "second signal: ending the drain now");
+      server.endDrain();
+      return;
+    }
     stopping = true;
     log.info({ signal, open: server.connections.size, drainSeconds }, "shutting down");
     const result = await server.shutdown(drainSeconds * 1000);
@@ -216,7 +249,10 @@ export function registerProxy(program: Command): void {
     .option("--deny-port <port>", "refuse this destination port, repeatable", collectPort)
     .option("--allow-domain <suffix>", "only names under these domains, repeatable", collect)
     .option("--deny-domain <suffix>", "refuse names under this domain, repeatable", collect)
-    .option("--metrics <host:port>", "serve /metrics and /healthz here")
+    .option(
+      "--metrics <host:port>",
+      "serve /metrics and /healthz here (:PORT = 127.0.0.1:PORT; proxy.metricsAllowClients may scrape)",
+    )
     .option(
       "--dns <server>",
       "DNS server (IP or IP:port) for destination names, repeatable (default: system resolver)",

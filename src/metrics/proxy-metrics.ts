@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { relayBufferBytes } from "../socks/relay.js";
 
 /** The proxy's Prometheus metrics, in their own registry (served by metrics/http.ts). */
 export interface ProxyMetrics {
@@ -9,6 +10,7 @@ export interface ProxyMetrics {
   handshakeSeconds: Histogram<string>;
   dnsSeconds: Histogram<"outcome">;
   refused: Counter<"reason">;
+  relayBuffers: Gauge<string>;
 }
 
 export function createProxyMetrics(): ProxyMetrics {
@@ -23,7 +25,7 @@ export function createProxyMetrics(): ProxyMetrics {
     }),
     connections: new Counter({
       name: "wg_egress_proxy_connections_total",
-      help: "Finished client connections by result (ok, refused, failed, malformed) and SOCKS reply code name.",
+      help: "Finished client connections by result (ok, refused, failed, malformed, auth_failed, handshake_timeout, drain_deadline, internal_error, ...) and SOCKS reply code name.",
       labelNames: ["result", "reply"],
       registers,
     }),
@@ -48,9 +50,17 @@ export function createProxyMetrics(): ProxyMetrics {
     }),
     refused: new Counter({
       name: "wg_egress_proxy_clients_refused_total",
-      help: "Clients dropped on accept: not in the client allow-list, or over a connection limit.",
+      help: "Clients dropped on accept: not in the client allow-list (client_not_allowed), over a connection limit (max_connections, max_per_client), or out of file descriptors (fd_limit).",
       labelNames: ["reason"],
       registers,
+    }),
+    relayBuffers: new Gauge({
+      name: "wg_egress_proxy_relay_buffer_bytes",
+      help: "Bytes in the relay's large read buffers (in use, held by a stalled write, or pooled); at most proxy.limits.relayBufferMiB.",
+      registers,
+      collect() {
+        this.set(relayBufferBytes());
+      },
     }),
   };
 }

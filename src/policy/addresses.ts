@@ -2,35 +2,69 @@ import { BlockList, isIPv4, isIPv6 } from "node:net";
 import { networkInterfaces } from "node:os";
 import ipaddr from "ipaddr.js";
 
-/** "10.0.0.0/8", "fd00::/8" or a bare address (= a /32 or /128). */
-export function addCidr(list: BlockList, cidr: string): void {
-  const text = cidr.includes("/") ? cidr : `${cidr}/${isIPv4(cidr) ? 32 : 128}`;
-  const [addr, prefix] = ipaddr.parseCIDR(text);
-  const v4 = addr.kind() === "ipv4";
-  // BlockList wants the network address: "10.1.2.3/8" → 10.0.0.0/8.
-  const network = v4 ? ipaddr.IPv4.networkAddressFromCIDR(text) : ipaddr.IPv6.networkAddressFromCIDR(text);
-  list.addSubnet(network.toString(), prefix, v4 ? "ipv4" : "ipv6");
+/** ::ffff:a.b.c.d (any spelling) → a.b.c.d; any other IPv6 in canonical form. Throws on invalid input. */
+function canonicalIPv6(ip: string): string {
+  const a = ipaddr.IPv6.parse(ip);
+  return a.isIPv4MappedAddress() ? a.toIPv4Address().toString() : a.toString();
 }
 
 /**
- * A native (C++) matcher for a set of CIDRs: checks are cheap enough for every connection, and an
- * IPv4 rule also matches the IPv4-mapped IPv6 form of the address (::ffff:127.0.0.1).
+ * The canonical form of an address from a socket or a DNS answer: IPv4 as is, IPv4-mapped IPv6 as
+ * IPv4 (so rules, logs and connects see the real IPv4 address), other IPv6 canonical. Undefined for
+ * anything that is not a plain IP address, a zone id ("fe80::1%eth0") included. Never throws.
  */
-export function blockListOf(cidrs: Iterable<string>): BlockList {
-  const list = new BlockList();
-  for (const c of cidrs) addCidr(list, c);
-  return list;
+export function canonicalIp(ip: string): string | undefined {
+  if (isIPv4(ip)) return ip;
+  if (ip.includes("%") || !isIPv6(ip)) return undefined;
+  try {
+    return canonicalIPv6(ip);
+  } catch {
+    return undefined;
+  }
 }
 
-export function matches(list: BlockList, ip: string): boolean {
-  return list.check(ip, isIPv4(ip) ? "ipv4" : "ipv6");
+/** True when the CIDR (or bare address) lies inside ::ffff:0:0/96: an IPv6 rule that could only ever be meant for IPv4. */
+export function isIPv4MappedRule(cidr: string): boolean {
+  try {
+    const [addr, prefix] = cidr.includes("/") ? ipaddr.parseCIDR(cidr) : [ipaddr.parse(cidr), 128];
+    return addr.kind() === "ipv6" && prefix >= 96 && (addr as ipaddr.IPv6).isIPv4MappedAddress();
+  } catch {
+    return false;
+  }
 }
 
-/** ::ffff:a.b.c.d (in any spelling) → a.b.c.d, so rules, logs and connects see the real IPv4 address. */
-export function unmapIPv4(ip: string): string {
-  if (!isIPv6(ip) || !/ffff:/i.test(ip)) return ip;
-  const a = ipaddr.IPv6.parse(ip);
-  return a.isIPv4MappedAddress() ? a.toIPv4Address().toString() : ip;
+/**
+ * CIDRs ("10.0.0.0/8", "fd00::/8", or bare addresses) matched per address family, with a native
+ * (C++) matcher cheap enough for every connection. An IPv4 rule matches only IPv4 addresses and an
+ * IPv6 rule only IPv6 ones: Node's BlockList on its own matches an IPv4 address against IPv6 rules
+ * through its IPv4-mapped form (`::/0` or `::ffff:0:0/96` would cover every IPv4 address) and the
+ * other way round. Addresses must be canonical (see canonicalIp).
+ */
+export class CidrSet {
+  private readonly v4 = new BlockList();
+  private readonly v6 = new BlockList();
+  readonly size: number;
+
+  constructor(cidrs: Iterable<string>) {
+    let n = 0;
+    for (const cidr of cidrs) {
+      const text = cidr.includes("/") ? cidr : `${cidr}/${isIPv4(cidr) ? 32 : 128}`;
+      const [addr, prefix] = ipaddr.parseCIDR(text);
+      const v4 = addr.kind() === "ipv4";
+      // BlockList wants the network address: "10.1.2.3/8" → 10.0.0.0/8.
+      const network = v4
+        ? ipaddr.IPv4.networkAddressFromCIDR(text)
+        : ipaddr.IPv6.networkAddressFromCIDR(text);
+      if (v4) this.v4.addSubnet(network.toString(), prefix, "ipv4");
+      else this.v6.addSubnet(network.toString(), prefix, "ipv6");
+      n++;
+    }
+    this.size = n;
+  }
+
+  has(ip: string): boolean {
+    return isIPv4(ip) ? this.v4.check(ip, "ipv4") : this.v6.check(ip, "ipv6");
+  }
 }
 
 export interface InterfaceAddress {
@@ -39,7 +73,7 @@ export interface InterfaceAddress {
   cidr: string;
 }
 
-/** Every address configured on this host (the gateway's own addresses), with its subnet. */
+/** Addresses of the interfaces that are up and running, with their subnets (for the default client allow-list). */
 export function interfaceAddresses(): InterfaceAddress[] {
   const out: InterfaceAddress[] = [];
   for (const list of Object.values(networkInterfaces())) {

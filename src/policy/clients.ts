@@ -1,6 +1,5 @@
-import type { BlockList } from "node:net";
 import type { HostPort } from "../util/hostport.js";
-import { blockListOf, type InterfaceAddress, interfaceAddresses, matches } from "./addresses.js";
+import { CidrSet, type InterfaceAddress, interfaceAddresses } from "./addresses.js";
 
 const LOOPBACK = ["127.0.0.0/8", "::1/128"];
 
@@ -20,13 +19,16 @@ export function defaultClientCidrs(
   return [...out];
 }
 
-/** Which peers may talk to the proxy at all; checked on accept, before any byte is read or answered. */
+/**
+ * Which peers may talk to the proxy (and its /metrics) at all; checked on accept, before any byte is
+ * read or answered. `ip` must be canonical (canonicalIp).
+ */
 export class ClientPolicy {
-  private readonly list: BlockList;
+  private readonly set: CidrSet;
   constructor(readonly cidrs: readonly string[]) {
-    this.list = blockListOf(cidrs);
+    this.set = new CidrSet(cidrs);
   }
   allows(ip: string): boolean {
-    return matches(this.list, ip);
+    return this.set.has(ip);
   }
 }

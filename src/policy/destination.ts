@@ -1,10 +1,12 @@
-import type { BlockList } from "node:net";
 import type { ProxyConfig } from "../config/proxy-schema.js";
-import { blockListOf, interfaceAddresses, matches } from "./addresses.js";
+import { CidrSet, canonicalIp } from "./addresses.js";
+import { type OwnAddressSource, ownAddresses } from "./own-addresses.js";
 
 /**
  * Destinations refused unless explicitly allowed: everything that is not "the internet", so a pod
- * cannot use the proxy to reach the gateway itself, its LAN, or cloud metadata services.
+ * cannot use the proxy to reach the gateway itself, its LAN, cloud metadata services, or an IPv4
+ * address wrapped in IPv6 (NAT64, 6to4, Teredo, IPv4-compatible) that a translator would unwrap.
+ * Sources: the IANA IPv4 and IPv6 Special-Purpose Address Registries (RFC 6890 and its updates).
  */
 export const BUILTIN_DENY: readonly { cidr: string; what: string }[] = [
   { cidr: "0.0.0.0/8", what: "unspecified/this-network" },
@@ -15,6 +17,7 @@ export const BUILTIN_DENY: readonly { cidr: string; what: string }[] = [
   { cidr: "172.16.0.0/12", what: "private (RFC 1918)" },
   { cidr: "192.0.0.0/24", what: "IETF protocol assignments" },
   { cidr: "192.0.2.0/24", what: "documentation (TEST-NET-1)" },
+  { cidr: "192.88.99.0/24", what: "6to4 relay anycast (deprecated)" },
   { cidr: "192.168.0.0/16", what: "private (RFC 1918)" },
   { cidr: "198.18.0.0/15", what: "benchmarking" },
   { cidr: "198.51.100.0/24", what: "documentation (TEST-NET-2)" },
@@ -22,19 +25,24 @@ export const BUILTIN_DENY: readonly { cidr: string; what: string }[] = [
   { cidr: "224.0.0.0/4", what: "multicast" },
   { cidr: "240.0.0.0/4", what: "reserved and broadcast" },
   { cidr: "::/96", what: "unspecified, loopback and IPv4-compatible" },
+  { cidr: "::ffff:0:0:0/96", what: "IPv4-translated (SIIT)" },
+  { cidr: "64:ff9b::/96", what: "NAT64 well-known prefix (embeds an IPv4 address)" },
+  { cidr: "64:ff9b:1::/48", what: "NAT64 local-use prefix (embeds an IPv4 address)" },
   { cidr: "100::/64", what: "discard-only" },
+  { cidr: "100:0:0:1::/64", what: "dummy prefix" },
+  { cidr: "2001::/23", what: "IETF protocol assignments (incl. Teredo 2001::/32, benchmarking, ORCHID)" },
   { cidr: "2001:db8::/32", what: "documentation" },
+  { cidr: "2002::/16", what: "6to4 (embeds an IPv4 address)" },
+  { cidr: "3fff::/20", what: "documentation" },
+  { cidr: "5f00::/16", what: "segment routing (SRv6) SIDs" },
   { cidr: "fc00::/7", what: "unique local (ULA)" },
   { cidr: "fe80::/10", what: "link-local" },
   { cidr: "fec0::/10", what: "site-local (deprecated)" },
   { cidr: "ff00::/8", what: "multicast" },
 ];
 
-const BUILTIN = BUILTIN_DENY.map((e) => ({ ...e, list: blockListOf([e.cidr]) }));
-const BUILTIN_ALL = blockListOf(BUILTIN_DENY.map((e) => e.cidr));
-
-/** The gateway's addresses change (DHCP, the tunnel coming up); re-read them at most this often. */
-const OWN_ADDRESSES_TTL_MS = 30_000;
+const BUILTIN = BUILTIN_DENY.map((e) => ({ ...e, set: new CidrSet([e.cidr]) }));
+const BUILTIN_ALL = new CidrSet(BUILTIN_DENY.map((e) => e.cidr));
 
 function normalizeSuffix(s: string): string {
   return s.toLowerCase().replace(/^\.+/, "").replace(/\.+$/, "");
@@ -50,25 +58,24 @@ export type DestinationConfig = ProxyConfig["destinations"];
 /**
  * Decides which destinations the proxy may connect to. Order: explicit deny > explicit allow >
  * built-in deny list and the gateway's own addresses > allowed. Addresses are checked as resolved,
- * i.e. on the exact IP the proxy then connects to, so DNS cannot smuggle in a private address.
- * Each check returns undefined when allowed, else the reason (for the log).
+ * i.e. on the exact IP the proxy then connects to, so DNS cannot smuggle in a private address. Rules
+ * match per family: an IPv6 rule never matches an IPv4 destination, nor the other way round.
+ * Each check returns undefined when allowed, else the reason (for the log, never for the client).
  */
 export class DestinationPolicy {
-  private readonly allow: BlockList;
-  private readonly deny: BlockList;
+  private readonly allow: CidrSet;
+  private readonly deny: CidrSet;
   private readonly allowPorts: ReadonlySet<number>;
   private readonly denyPorts: ReadonlySet<number>;
   private readonly allowDomains: string[];
   private readonly denyDomains: string[];
-  private own: BlockList = blockListOf([]);
-  private ownReadAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     cfg: DestinationConfig,
-    private readonly ownAddresses: () => string[] = () => interfaceAddresses().map((a) => a.address),
+    private readonly own: OwnAddressSource = ownAddresses,
   ) {
-    this.allow = blockListOf(cfg.allow);
-    this.deny = blockListOf(cfg.deny);
+    this.allow = new CidrSet(cfg.allow);
+    this.deny = new CidrSet(cfg.deny);
     this.allowPorts = new Set(cfg.allowPorts);
     this.denyPorts = new Set(cfg.denyPorts);
     this.allowDomains = cfg.allowDomains.map(normalizeSuffix);
@@ -91,25 +98,27 @@ export class DestinationPolicy {
     return undefined;
   }
 
-  /** `ip` must already be unmapped (see unmapIPv4). */
-  checkAddress(ip: string): string | undefined {
-    if (matches(this.deny, ip)) return `${ip} is in a denied destination CIDR`;
-    if (matches(this.allow, ip)) return undefined;
-    if (matches(BUILTIN_ALL, ip)) {
-      const what = BUILTIN.find((e) => matches(e.list, ip))?.what;
-      return `${ip} is ${what} (allow it with --allow-destination)`;
-    }
-    if (matches(this.ownList(), ip))
-      return `${ip} is an address of this gateway (allow it with --allow-destination)`;
+  /**
+   * An IP literal instead of a name. With allowDomains set, only names under those domains may be
+   * reached: a literal is refused unless an explicit allow rule covers it (the address checks follow).
+   */
+  checkLiteral(ip: string): string | undefined {
+    if (this.allowDomains.length > 0 && !this.allow.has(ip))
+      return `${ip} is an IP address and only names under allowed domains may be requested (allow the address with --allow-destination)`;
     return undefined;
   }
 
-  private ownList(): BlockList {
-    const now = Date.now();
-    if (now - this.ownReadAt > OWN_ADDRESSES_TTL_MS) {
-      this.own = blockListOf(this.ownAddresses());
-      this.ownReadAt = now;
+  /** Anything that is not a plain IP address (a zone id, say) is refused. */
+  checkAddress(address: string): string | undefined {
+    const ip = canonicalIp(address);
+    if (ip === undefined) return `${address} is not an IP address`;
+    if (this.deny.has(ip)) return `${ip} is in a denied destination CIDR`;
+    if (this.allow.has(ip)) return undefined;
+    if (BUILTIN_ALL.has(ip)) {
+      const what = BUILTIN.find((e) => e.set.has(ip))?.what;
+      return `${ip} is ${what} (allow it with --allow-destination)`;
     }
-    return this.own;
+    if (this.own.has(ip)) return `${ip} is an address of this gateway (allow it with --allow-destination)`;
+    return undefined;
   }
 }

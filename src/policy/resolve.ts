@@ -1,7 +1,7 @@
 import { promises as dns } from "node:dns";
 import { isIP } from "node:net";
 import type { ProxyConfig } from "../config/proxy-schema.js";
-import { unmapIPv4 } from "./addresses.js";
+import { canonicalIp } from "./addresses.js";
 
 export type DnsConfig = ProxyConfig["dns"];
 
@@ -60,7 +60,9 @@ export class DestinationResolver {
     });
     try {
       const found = await Promise.race([this.query(name), timeout]);
-      const addresses = byFamily(found.map(unmapIPv4), this.cfg.family);
+      // Canonical, IPv4-mapped as IPv4; an answer that is no plain address (a zone id) is dropped.
+      const plain = found.map(canonicalIp).filter((a): a is string => a !== undefined);
+      const addresses = byFamily(plain, this.cfg.family);
       if (addresses.length === 0) throw new DnsError("ENODATA", name);
       return addresses;
     } finally {

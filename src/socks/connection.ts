@@ -1,6 +1,6 @@
 import { isIP, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import { unmapIPv4 } from "../policy/addresses.js";
+import { errorMessage } from "../util/errors.js";
 import { formatHostPort } from "../util/hostport.js";
 import { httpResponse, parseConnectHead } from "./http-connect.js";
 import {
@@ -15,14 +15,22 @@ import {
   serializeReply,
 } from "./protocol.js";
 import { adoptAccepted, connectLeg, type Leg, relay } from "./relay.js";
-import { httpStatusForReply, replyForError } from "./replies.js";
+import { httpStatusForReply, replyForError, replyText } from "./replies.js";
 import type { ProxySettings } from "./settings.js";
 import { UdpAssociation } from "./udp.js";
 
-/** What a connection needs from its server: accounting when it ends. */
+/** What a connection needs from its server: accounting when it ends, and where to report a bug it hit. */
 export interface ConnectionHost {
   connectionDone(conn: Connection): void;
   observeDns(seconds: number, outcome: string): void;
+  internalError(conn: Connection, err: unknown): void;
+  /** No file descriptor for the destination (EMFILE/ENFILE): counted and logged by the server. */
+  fdExhausted(): void;
+}
+
+export function isFdExhaustion(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === "EMFILE" || code === "ENFILE";
 }
 
 const CONN = Symbol("connection");
@@ -41,8 +49,11 @@ const S = {
 } as const;
 type Stage = (typeof S)[keyof typeof S];
 
-/** Bytes a client may send ahead of the reply before we stop reading from it. */
-const EARLY_LIMIT = 64 * 1024;
+/**
+ * Bytes a client may send ahead of the reply before we stop reading from it (the rest waits in the
+ * kernel): enough for a TLS ClientHello or an HTTP request, and at most 128 MiB for 8,192 connections.
+ */
+const EARLY_LIMIT = 16 * 1024;
 
 /** Destinations with several addresses: try at most this many before giving up. */
 const MAX_ATTEMPTS = 3;
@@ -55,28 +66,28 @@ function timeoutError(): NodeJS.ErrnoException {
   return Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" });
 }
 
-// Shared handlers (no per-connection closures): each socket finds its Connection via CONN.
-function onClientTimeout(this: Tagged): void {
-  this[CONN]!.timedOut();
+/**
+ * Shared handlers (no per-connection closures): each socket finds its Connection via CONN. Each one is
+ * the connection's last-resort guard: an exception (a bug, or input nobody foresaw) ends this one
+ * connection with a log line instead of the process with every user's connections.
+ */
+function guarded<A extends unknown[]>(handle: (c: Connection, socket: Tagged, ...args: A) => void) {
+  return function (this: Tagged, ...args: A): void {
+    const c = this[CONN]!;
+    try {
+      handle(c, this, ...args);
+    } catch (err) {
+      c.crashed(err);
+    }
+  };
 }
-function onClientClose(this: Tagged): void {
-  this[CONN]!.clientClosed();
-}
-function onClientEnd(this: Tagged): void {
-  this[CONN]!.clientEnded();
-}
-function onUpstreamConnect(this: Tagged): void {
-  this[CONN]!.connected(this);
-}
-function onUpstreamError(this: Tagged, err: Error): void {
-  this[CONN]!.upstreamFailed(this, err);
-}
-function onUpstreamTimeout(this: Tagged): void {
-  this[CONN]!.upstreamFailed(this, timeoutError());
-}
-function onLegClose(this: Tagged): void {
-  this[CONN]!.legClosed();
-}
+const onClientTimeout = guarded((c) => c.timedOut());
+const onClientClose = guarded((c) => c.clientClosed());
+const onClientEnd = guarded((c) => c.clientEnded());
+const onUpstreamConnect = guarded((c, up) => c.connected(up));
+const onUpstreamError = guarded((c, up, err: Error) => c.upstreamFailed(up, err));
+const onUpstreamTimeout = guarded((c, up) => c.upstreamFailed(up, timeoutError()));
+const onLegClose = guarded((c) => c.legClosed());
 function ignore(): void {
   // Errors on the client socket are followed by 'close', which does the cleanup.
 }
@@ -103,7 +114,7 @@ export class Connection {
   resolved: string | undefined;
   /** SOCKS reply code sent (HTTP: the equivalent code); -1 = none. */
   reply = -1;
-  /** Why the connection ended early (malformed, auth_failed, handshake_timeout, ...) or was refused. */
+  /** Why the connection ended early (malformed, auth_failed, handshake_timeout, drain_deadline, ...). */
   outcome: string | undefined;
   why: string | undefined;
 
@@ -126,6 +137,25 @@ export class Connection {
   }
 
   handshake(chunk: Buffer): void {
+    try {
+      this.consume(chunk);
+    } catch (err) {
+      this.crashed(err);
+    }
+  }
+
+  /** Runs `fn` under the connection's last-resort guard (for callbacks that are not socket events). */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.crashed(err);
+    }
+  }
+
+  private consume(chunk: Buffer): void {
+    // A UDP ASSOCIATE control connection carries nothing after the reply: stray bytes are ignored.
+    if (this.stage === S.Relaying) return;
     if (this.stage === S.Connecting) {
       // sent ahead of our reply: it belongs to the relay
       this.early = this.early === undefined ? Buffer.from(chunk) : Buffer.concat([this.early, chunk]);
@@ -137,6 +167,7 @@ export class Connection {
       this.drop("handshake_timeout");
       return;
     }
+    if (this.stage === S.Done) return; // bytes of a client we are closing
     const buf = this.buf === undefined ? chunk : Buffer.concat([this.buf, chunk]);
     this.buf = undefined;
     let off = 0;
@@ -172,7 +203,7 @@ export class Connection {
         if (r.status === "more") return this.wait(buf, off);
         if (r.status === "error") return this.drop("malformed", r.message);
         const { username, password } = r.value;
-        const okay = this.settings.users.size === 0 || this.settings.users.verify(username, password);
+        const okay = !this.settings.requireAuth || this.settings.users.verify(username, password);
         this.client.write(serializeAuthReply(okay));
         if (!okay) return this.end("auth_failed");
         this.stage = S.Request;
@@ -183,22 +214,25 @@ export class Connection {
         if (r.status === "more") return this.wait(buf, off);
         if (r.status === "error") {
           if (r.reply === undefined) return this.drop("malformed", r.message);
-          return this.fail(r.reply, r.message);
+          return this.fail(r.reply, r.message, "malformed");
         }
-        const { code, host, port } = r.value;
+        const { code, host, port, invalid } = r.value;
         this.begin(buf, off + r.length, host, port);
-        if (code === CMD.connect) this.request(host, port);
-        else if (code === CMD.udpAssociate) this.associate(port);
+        if (code === CMD.connect) {
+          if (invalid !== undefined) return this.fail(REP.generalFailure, invalid, "malformed");
+          this.request(host, port);
+        } else if (code === CMD.udpAssociate) this.associate(port);
         else return this.fail(REP.commandNotSupported, `command ${code} (BIND is not supported)`);
         return -1;
       }
       case S.Http: {
         const r = parseConnectHead(off === 0 ? buf : buf.subarray(off));
         if (r.status === "more") return this.wait(buf, off);
-        if (r.status === "error") return this.httpEnd(r.reply ?? 400, "malformed", r.message);
+        // Parser messages describe the client's own request line, never an address we resolved.
+        if (r.status === "error") return this.httpEnd(r.reply ?? 400, "malformed", r.message, r.message);
         const { host, port, credentials } = r.value;
-        const users = this.settings.users;
-        if (users.size > 0 && !(credentials && users.verify(credentials.username, credentials.password))) {
+        const { users, requireAuth } = this.settings;
+        if (requireAuth && !(credentials && users.verify(credentials.username, credentials.password))) {
           return this.httpEnd(407, "auth_failed");
         }
         this.begin(buf, off + r.length, host, port);
@@ -206,13 +240,13 @@ export class Connection {
         return -1;
       }
       default:
-        return -1; // after the handshake: bytes of a client we are closing
+        return -1;
     }
   }
 
-  /** Users configured → username/password required; none → no auth (or accept any credentials). */
+  /** Authentication required → username/password only; else no auth (or accept any credentials). */
   private chooseMethod(methods: number[]): number {
-    if (this.settings.users.size > 0)
+    if (this.settings.requireAuth)
       return methods.includes(METHOD.userPass) ? METHOD.userPass : METHOD.noAcceptable;
     if (methods.includes(METHOD.noAuth)) return METHOD.noAuth;
     return methods.includes(METHOD.userPass) ? METHOD.userPass : METHOD.noAcceptable;
@@ -235,29 +269,36 @@ export class Connection {
     this.client.setTimeout(0); // DNS and connect have their own timeouts, and their failures a reply
   }
 
+  /** `host` is a canonical IP literal or a valid name (the parsers checked it with parseHost). */
   private request(host: string, port: number): void {
+    if (port === 0) {
+      this.fail(REP.generalFailure, "destination port 0", "malformed");
+      return;
+    }
     const policy = this.settings.destinations;
     const literal = isIP(host) !== 0;
-    const refused = policy.checkPort(port) ?? (literal ? undefined : policy.checkName(host));
+    const refused = policy.checkPort(port) ?? (literal ? policy.checkLiteral(host) : policy.checkName(host));
     if (refused) {
       this.fail(REP.notAllowed, refused);
       return;
     }
     this.port = port;
     if (literal) {
-      this.addressesReady([unmapIPv4(host)]);
+      this.addressesReady([host]);
       return;
     }
     const t0 = performance.now();
     this.settings.resolver.resolve(host).then(
-      (addresses) => {
-        this.host.observeDns((performance.now() - t0) / 1000, "ok");
-        this.addressesReady(addresses);
-      },
-      (err: NodeJS.ErrnoException) => {
-        this.host.observeDns((performance.now() - t0) / 1000, err.code ?? "error");
-        if (this.stage === S.Connecting) this.fail(replyForError(err), err.message);
-      },
+      (addresses) =>
+        this.guard(() => {
+          this.host.observeDns((performance.now() - t0) / 1000, "ok");
+          this.addressesReady(addresses);
+        }),
+      (err: NodeJS.ErrnoException) =>
+        this.guard(() => {
+          this.host.observeDns((performance.now() - t0) / 1000, err.code ?? "error");
+          if (this.stage === S.Connecting) this.fail(replyForError(err), err.message);
+        }),
     );
   }
 
@@ -316,37 +357,44 @@ export class Connection {
     );
     this.handshakeSeconds = (performance.now() - this.started) / 1000;
     client.setTimeout(this.settings.idleTimeoutMs);
-    relay(client, up, this.early);
+    relay(client, up, this.early, this);
     this.early = undefined;
   }
 
   /** UDP ASSOCIATE: `port` is where the client will send from (0 = not known yet). */
   private associate(port: number): void {
     const h = this.host;
-    UdpAssociation.open(this.client.localAddress ?? "", this.clientIp, port, this.settings, (s, o) =>
-      h.observeDns(s, o),
-    ).then(
+    UdpAssociation.open(this.client.localAddress ?? "", this.clientIp, port, this.settings, {
+      observeDns: (s, o) => h.observeDns(s, o),
+      crashed: (err) => this.crashed(err),
+    }).then(
       (udp) => {
-        if (this.stage !== S.Connecting) {
-          udp.close();
-          return;
+        if (this.stage !== S.Connecting) udp.close();
+        else {
+          this.udp = udp; // closed by crashed() too
+          this.guard(() => this.associated(udp));
         }
-        this.udp = udp;
-        this.stage = S.Relaying;
-        this.reply = REP.succeeded;
-        this.dest = "udp-associate";
-        const { host, port: boundPort } = udp.address;
-        this.client.write(serializeReply(REP.succeeded, host, boundPort));
-        this.handshakeSeconds = (performance.now() - this.started) / 1000;
-        this.client.setTimeout(this.settings.idleTimeoutMs);
-        this.client.resume(); // the control connection carries nothing more; its EOF ends the association
-        // An EOF read while the association was being set up came before it existed: act on it now.
-        if (this.client.readableEnded) this.clientEnded();
       },
-      (err: Error) => {
-        if (this.stage === S.Connecting) this.fail(REP.generalFailure, err.message);
-      },
+      (err: Error) =>
+        this.guard(() => {
+          if (isFdExhaustion(err)) this.host.fdExhausted();
+          if (this.stage === S.Connecting) this.fail(REP.generalFailure, err.message);
+        }),
     );
+  }
+
+  private associated(udp: UdpAssociation): void {
+    this.stage = S.Relaying;
+    this.reply = REP.succeeded;
+    this.dest = "udp-associate";
+    const { host, port: boundPort } = udp.address;
+    this.client.write(serializeReply(REP.succeeded, host, boundPort));
+    this.handshakeSeconds = (performance.now() - this.started) / 1000;
+    this.client.setTimeout(this.settings.idleTimeoutMs);
+    // The control connection carries nothing more (stray bytes are read and ignored); its EOF ends the association.
+    this.client.resume();
+    // An EOF read while the association was being set up came before it existed: act on it now.
+    if (this.client.readableEnded) this.clientEnded();
   }
 
   get bytesUp(): number {
@@ -360,22 +408,26 @@ export class Connection {
   upstreamFailed(up: Tagged, err: Error): void {
     if (up !== this.upstream || this.stage !== S.Connecting) return; // relay errors: 'close' handles them
     up.destroy();
+    if (isFdExhaustion(err)) this.host.fdExhausted();
     if (this.candidates.length > 0 && (err as NodeJS.ErrnoException).code !== "EACCES") this.tryNext();
     else this.fail(replyForError(err), err.message);
   }
 
-  /** Sends the failure reply for the protocol in use and closes (after the client reads it). */
-  private fail(rep: number, why: string | undefined): number {
+  /**
+   * Sends the failure reply for the protocol in use and closes (after the client reads it). The client
+   * learns the reply code (HTTP: status and the class of the reason); `why`, with the details, is logged.
+   */
+  private fail(rep: number, why: string | undefined, outcome?: string): number {
     this.reply = rep;
     this.why = why;
-    if (this.protocol === "http") return this.httpEnd(httpStatusForReply(rep), undefined, why);
+    if (this.protocol === "http") return this.httpEnd(httpStatusForReply(rep), outcome, why, replyText(rep));
     this.client.write(serializeReply(rep));
-    return this.end(undefined);
+    return this.end(outcome);
   }
 
-  private httpEnd(status: number, outcome: string | undefined, why?: string): number {
+  private httpEnd(status: number, outcome: string | undefined, why?: string, body?: string): number {
     this.why ??= why;
-    this.client.write(httpResponse(status, why));
+    this.client.write(httpResponse(status, body));
     return this.end(outcome);
   }
 
@@ -432,9 +484,22 @@ export class Connection {
     if (--this.open === 0) this.host.connectionDone(this);
   }
 
-  /** Ends the connection now (shutdown after the drain period). */
-  destroy(): void {
-    this.outcome ??= "shutdown";
+  /** Ends the connection now, e.g. at the end of the drain period (outcome drain_deadline). */
+  destroy(outcome: string): void {
+    this.outcome ??= outcome;
+    this.stage = S.Done;
+    this.client.destroy();
+    this.upstream?.destroy();
+  }
+
+  /** The last-resort guard: a bug hit while serving this connection ends it, and only it, with a log line. */
+  crashed(err: unknown): void {
+    if (this.outcome === "internal_error") return;
+    this.outcome = "internal_error";
+    this.why = errorMessage(err);
+    this.host.internalError(this, err);
+    this.stage = S.Done;
+    this.udp?.close();
     this.client.destroy();
     this.upstream?.destroy();
   }

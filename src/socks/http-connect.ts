@@ -3,6 +3,7 @@
  * build the response. The server tells the protocols apart by the first byte (0x05 vs a letter).
  */
 import { isIPv6 } from "node:net";
+import { parseHost } from "./host.js";
 import type { Credentials, Parsed } from "./protocol.js";
 import { MORE } from "./protocol.js";
 
@@ -22,14 +23,20 @@ function httpFail(status: number, message: string): Parsed<never> {
   return { status: "error", message, reply: status };
 }
 
-/** "host:port" or "[v6]:port" as in a CONNECT request target. */
-function parseAuthority(target: string): { host: string; port: number } | undefined {
-  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(target) ?? /^([^:[\]\s/]+):(\d{1,5})$/.exec(target);
-  if (!m) return undefined;
+/**
+ * "host:port" or "[v6]:port" as in a CONNECT request target; the host passes the same check as a
+ * SOCKS name (parseHost). Returns the reason when it is not one.
+ */
+function parseAuthority(target: string): { host: string; port: number } | string {
+  const m = /^\[([^\]]*)\]:(\d{1,5})$/.exec(target) ?? /^([^:[\]]+):(\d{1,5})$/.exec(target);
+  if (!m) return "CONNECT target must be host:port";
   const port = Number(m[2]);
-  if (port < 1 || port > 65535) return undefined;
-  if (target.startsWith("[") && !isIPv6(m[1])) return undefined;
-  return { host: m[1], port };
+  if (port < 1 || port > 65535) return "CONNECT target port must be 1-65535";
+  const h = parseHost(m[1]);
+  if (h.kind === "invalid") return `invalid destination name (${h.why})`;
+  const bracketed = target.startsWith("[");
+  if (bracketed !== (h.kind === "ip" && isIPv6(m[1]))) return "IPv6 addresses, and only they, go in brackets";
+  return { host: h.kind === "ip" ? h.ip : h.name, port };
 }
 
 function parseBasic(value: string): Credentials | undefined {
@@ -50,7 +57,7 @@ export function parseConnectHead(buf: Buffer): Parsed<ConnectRequest> {
   if (!m) return httpFail(400, "malformed request line");
   if (m[1] !== "CONNECT") return httpFail(405, `method ${m[1]} (only CONNECT is served)`);
   const authority = parseAuthority(m[2]);
-  if (!authority) return httpFail(400, "CONNECT target must be host:port");
+  if (typeof authority === "string") return httpFail(400, authority);
   let credentials: Credentials | undefined;
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(":");

@@ -6,6 +6,8 @@
  */
 import { isIPv4, isIPv6 } from "node:net";
 import ipaddr from "ipaddr.js";
+import { canonicalIp } from "../policy/addresses.js";
+import { parseHost } from "./host.js";
 
 export const SOCKS_VERSION = 5;
 export const AUTH_VERSION = 1;
@@ -105,24 +107,23 @@ const AUTH_FAIL = Buffer.from([AUTH_VERSION, 1]);
 
 /**
  * A request (byte 1 = CMD) and a reply (byte 1 = REP) share one layout:
- * VER CODE RSV ATYP ADDR PORT. `host` is an IPv4/IPv6 literal or a domain name, per `atyp`.
+ * VER CODE RSV ATYP ADDR PORT. `host` is a canonical IP literal (IPv4-mapped IPv6 as IPv4; also when
+ * sent as a name) or a valid host name (see parseHost).
  */
-export interface AddressMessage {
+export interface AddressMessage extends Address {
   code: number;
-  atyp: number;
-  host: string;
-  port: number;
-}
-
-function isHostnameByte(c: number): boolean {
-  // Printable ASCII without space: names on the wire are ASCII (IDNs arrive as punycode).
-  return c > 0x20 && c < 0x7f;
 }
 
 export interface Address {
   atyp: number;
   host: string;
   port: number;
+  /**
+   * Set when a domain name (ATYP 3) is neither a host name nor an IP literal (see parseHost): why.
+   * `host` is then the raw text. A CONNECT gets reply 0x01; UDP ASSOCIATE ignores the address anyway
+   * (PySocks sends the name "0").
+   */
+  invalid?: string;
 }
 
 /** ATYP ADDR PORT at `pos`; the length counts from `pos`. */
@@ -137,21 +138,23 @@ function parseAddress(buf: Uint8Array, pos: number): Parsed<Address> {
     if (buf.length < pos + 2) return MORE;
     addrLen = buf[pos + 1];
     start++;
-    if (addrLen === 0) return fail("empty domain name", REP.generalFailure);
   } else return fail(`address type ${atyp}`, REP.addressTypeNotSupported);
   const end = start + addrLen;
   if (buf.length < end + 2) return MORE;
   let host: string;
+  let invalid: string | undefined;
   if (atyp === ATYP.ipv4) host = `${buf[start]}.${buf[start + 1]}.${buf[start + 2]}.${buf[start + 3]}`;
-  else if (atyp === ATYP.ipv6) host = ipaddr.fromByteArray(Array.from(buf.subarray(start, end))).toString();
-  else {
-    for (let i = start; i < end; i++) {
-      if (!isHostnameByte(buf[i])) return fail("domain name with non-printable bytes", REP.generalFailure);
-    }
-    host = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString("latin1", start, end);
+  else if (atyp === ATYP.ipv6) {
+    const text = ipaddr.fromByteArray(Array.from(buf.subarray(start, end))).toString();
+    host = canonicalIp(text) ?? text;
+  } else {
+    const text = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString("latin1", start, end);
+    const h = parseHost(text);
+    host = h.kind === "ip" ? h.ip : h.kind === "name" ? h.name : text;
+    if (h.kind === "invalid") invalid = `invalid destination name (${h.why})`;
   }
   const port = (buf[end] << 8) | buf[end + 1];
-  return ok({ atyp, host, port }, end + 2 - pos);
+  return ok(invalid === undefined ? { atyp, host, port } : { atyp, host, port, invalid }, end + 2 - pos);
 }
 
 export function parseAddressMessage(buf: Uint8Array, offset = 0): Parsed<AddressMessage> {

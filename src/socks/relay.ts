@@ -7,8 +7,10 @@ import { connect, type NetConnectOpts, type Server, Socket } from "node:net";
  * and at bulk rates the garbage collector spends as much CPU as the copying itself. Here each leg
  * reads into a buffer sized to its traffic (READ_SIZES), and reuses it for the next read. When a
  * write to the other side cannot complete at once, the reading leg pauses until it is flushed (the
- * pending write still reads from the buffer), so a slow reader makes us hold at most one large
- * buffer per direction.
+ * pending write still reads from the buffer, and the next read goes into it again), so a reader that
+ * stalls makes us hold at most that one buffer per direction. The large buffers all come from one
+ * process-wide budget (setRelayBufferBudget): however many clients stop reading, they hold at most the
+ * budget plus one small copy each; when it is used up, legs read in small steps.
  *
  * - Half-close: EOF from one side ends only the other side's write direction (both sockets are
  *   allowHalfOpen); each socket closes itself once both its directions are done.
@@ -38,6 +40,22 @@ const pools: Buffer[][] = READ_SIZES.map(() => []);
 let poolsUsed = false;
 let poolTrim: NodeJS.Timeout | undefined;
 
+/** Bytes the buffers above the smallest size may take in all (read into, held by a pending write, or pooled). */
+let budget = 32 * 1024 * 1024;
+/** Bytes those buffers take now. */
+let used = 0;
+
+/** Sets the budget for the large read buffers (config proxy.limits.relayBufferMiB). */
+export function setRelayBufferBudget(bytes: number): void {
+  budget = bytes;
+  if (used > budget) dropPooled(used - budget);
+}
+
+/** Bytes in large read buffers now (in use, held or pooled): at most the budget. */
+export function relayBufferBytes(): number {
+  return used;
+}
+
 /**
  * Every leg's reads of the smallest size go to this one buffer, so a quiet leg holds no memory of its
  * own. That is safe because nothing read into it outlives the read callback: the handshake copies
@@ -45,18 +63,45 @@ let poolTrim: NodeJS.Timeout | undefined;
  */
 const shared = Buffer.allocUnsafeSlow(READ_SIZES[0]);
 
-function take(size: number): Buffer {
-  const i = sizeIndex(size);
-  if (i === 0) return shared;
-  poolsUsed = true;
-  return pools[i]!.pop() ?? Buffer.allocUnsafeSlow(size);
+/** Lets pooled buffers go (to the garbage collector) until `bytes` of the budget are free again. */
+function dropPooled(bytes: number): void {
+  for (let i = pools.length - 1; i > 0 && bytes > 0; i--) {
+    const pool = pools[i]!;
+    while (pool.length > 0 && bytes > 0) {
+      pool.pop();
+      used -= READ_SIZES[i]!;
+      bytes -= READ_SIZES[i]!;
+    }
+  }
+}
+
+/**
+ * A buffer of `size`, or of the largest smaller size the budget allows, but larger than `above`;
+ * undefined when there is none. The smallest size is the shared buffer and costs nothing.
+ */
+function take(size: number, above = 0): Buffer | undefined {
+  for (let i = sizeIndex(size); i >= 0 && READ_SIZES[i]! > above; i--) {
+    if (i === 0) return shared;
+    poolsUsed = true;
+    const pooled = pools[i]!.pop();
+    if (pooled) return pooled;
+    const s = READ_SIZES[i]!;
+    if (used + s > budget) dropPooled(used + s - budget);
+    if (used + s <= budget) {
+      used += s;
+      return Buffer.allocUnsafeSlow(s);
+    }
+  }
+  return undefined;
 }
 
 function giveBack(buf: Buffer): void {
   const i = sizeIndex(buf.length);
-  if (i <= 0 || pools[i]!.length >= POOL_MAX[i]!) return; // the smallest size is the shared buffer
-  pools[i]!.push(buf);
-  poolTrim ??= setInterval(trimPools, POOL_IDLE_MS).unref();
+  if (i <= 0) return; // the shared buffer
+  if (pools[i]!.length < POOL_MAX[i]! && used <= budget) {
+    pools[i]!.push(buf);
+    poolTrim ??= setInterval(trimPools, POOL_IDLE_MS).unref();
+  } else used -= buf.length;
 }
 
 function trimPools(): void {
@@ -64,7 +109,7 @@ function trimPools(): void {
     poolsUsed = false;
     return;
   }
-  for (const p of pools) p.length = 0;
+  dropPooled(Number.POSITIVE_INFINITY);
   clearInterval(poolTrim);
   poolTrim = undefined;
 }
@@ -85,15 +130,22 @@ export interface ReadConsumer {
   handshake(chunk: Buffer): void;
 }
 
+/** Whoever owns a relayed pair: told about an exception in the relay (a bug), which ends the pair. */
+export interface RelayOwner {
+  crashed(err: unknown): void;
+}
+
 interface LegState {
   /** Before the relay: the handshake; the chunk it gets is only valid during the call. */
   consumer: ReadConsumer | undefined;
-  peer: Socket | undefined;
+  peer: Leg | undefined;
   /** Reading stopped until the peer has flushed a write that could not complete at once. */
   waiting: boolean;
-  /** A buffer that write still reads from and the leg no longer reads into: pooled once flushed. */
-  held: Buffer | undefined;
+  /** The buffer the leg reads into next (and a stalled write of the peer's may still read from). */
+  buffer: Buffer;
+  closed: boolean;
   flushed: (() => void) | undefined;
+  owner: RelayOwner | undefined;
 }
 
 const LEG = Symbol("leg");
@@ -107,33 +159,57 @@ export type Leg = Socket & { [LEG]: LegState };
 let nextBuffer: Buffer | undefined;
 
 function provideBuffer(): Buffer {
-  const b = nextBuffer ?? take(READ_SIZES[0]);
+  const b = nextBuffer ?? shared;
   nextBuffer = undefined;
   return b;
 }
 
+/** The buffer for the next read after `n` bytes came into `buf` (which the caller no longer needs). */
+function resize(buf: Buffer, n: number): Buffer {
+  const size = nextReadSize(buf.length, n);
+  if (size > buf.length) {
+    const bigger = take(size, buf.length);
+    if (bigger === undefined) return buf; // no budget left: stay at this size
+    giveBack(buf);
+    return bigger;
+  }
+  if (size === buf.length) return buf;
+  giveBack(buf); // first, so the smaller one can come out of the budget it frees
+  return take(size) ?? shared;
+}
+
 function onRead(this: Leg, n: number, buf: Buffer): boolean {
   const leg = this[LEG];
-  const peer = leg.peer;
-  if (peer === undefined) {
+  if (leg.peer === undefined) {
     nextBuffer = buf;
-    leg.consumer?.handshake(buf.subarray(0, n));
+    leg.consumer?.handshake(buf.subarray(0, n)); // which guards itself
     return true; // the consumer pauses the socket itself when it must stop reading
   }
+  try {
+    return relayRead(leg, leg.peer, n, buf);
+  } catch (err) {
+    // The last-resort guard of the pair: it ends, the process and every other connection go on.
+    nextBuffer = shared;
+    leg.owner?.crashed(err);
+    this.destroy();
+    leg.peer.destroy();
+    return false;
+  }
+}
+
+function relayRead(leg: LegState, peer: Socket, n: number, buf: Buffer): boolean {
   // A few small bytes are cheaper to copy than to give each leg a buffer of its own.
   const out = buf === shared ? Buffer.from(buf.subarray(0, n)) : buf.subarray(0, n);
   peer.write(out, leg.flushed);
-  const size = nextReadSize(buf.length, n);
-  const next = size === buf.length ? buf : take(size);
-  nextBuffer = next;
   if (peer.writableLength > 0) {
-    // The peer could not take it all and its pending write still reads from `out`. Reading stops
-    // until that write is flushed, so `next` may be this very buffer: nothing is read into it before.
+    // The peer could not take it all and its pending write still reads from `buf`. Reading stops
+    // until that write is flushed, and the next read goes into `buf` again: a stalled leg holds the
+    // one buffer its pending write needs anyway, never a second (nor a larger) one.
     leg.waiting = true;
-    if (next !== buf) leg.held = buf;
+    nextBuffer = buf;
     return false;
   }
-  if (next !== buf) giveBack(buf);
+  leg.buffer = nextBuffer = resize(buf, n);
   return true;
 }
 
@@ -141,7 +217,15 @@ const ONREAD = { buffer: provideBuffer, callback: onRead };
 
 function tag(socket: Socket, consumer: ReadConsumer | undefined): Leg {
   const leg = socket as Leg;
-  leg[LEG] = { consumer, peer: undefined, waiting: false, held: undefined, flushed: undefined };
+  leg[LEG] = {
+    consumer,
+    peer: undefined,
+    waiting: false,
+    buffer: shared,
+    closed: false,
+    flushed: undefined,
+    owner: undefined,
+  };
   return leg;
 }
 
@@ -177,25 +261,36 @@ function onEnd(this: Leg): void {
   this[LEG].peer!.end();
 }
 
+function release(leg: LegState): void {
+  giveBack(leg.buffer); // the shared buffer (already given back) is not counted
+  leg.buffer = shared;
+}
+
 function onClose(this: Leg, hadError: boolean): void {
+  const leg = this[LEG];
+  const other = leg.peer![LEG];
+  leg.closed = true;
+  // The socket reads no more: its buffer goes back, unless a stalled write of the peer still reads from
+  // it; once both have closed, no write is pending from either.
+  if (!leg.waiting || other.closed) release(leg);
+  if (other.closed) release(other);
   // A clean close means both directions finished; the peer then closes on its own after flushing.
-  if (hadError) this[LEG].peer!.destroy();
+  if (hadError) leg.peer!.destroy();
 }
 
 function ignoreError(): void {
   // The 'close' that follows (hadError = true) tears down both ends.
 }
 
-function wire(from: Leg, to: Leg): void {
+function wire(from: Leg, to: Leg, owner: RelayOwner | undefined): void {
   const leg = from[LEG];
   leg.consumer = undefined;
   leg.peer = to;
+  leg.owner = owner;
   leg.flushed = () => {
     // Called once per write; only the one that empties the peer's queue lets reading go on.
     if (!leg.waiting || to.writableLength > 0) return;
     leg.waiting = false;
-    if (leg.held) giveBack(leg.held);
-    leg.held = undefined;
     from.resume();
   };
   from.on("end", onEnd);
@@ -204,10 +299,10 @@ function wire(from: Leg, to: Leg): void {
 }
 
 /** Starts relaying; `early` = bytes the client sent after its request, before the reply. */
-export function relay(client: Leg, upstream: Leg, early?: Buffer): void {
+export function relay(client: Leg, upstream: Leg, early?: Buffer, owner?: RelayOwner): void {
   if (early && early.length > 0) upstream.write(early);
-  wire(client, upstream);
-  wire(upstream, client);
+  wire(client, upstream, owner);
+  wire(upstream, client, owner);
   // The client may have sent its EOF while the outbound connect was under way (reading goes on then):
   // its 'end' came before onEnd listened, so pass it on here or the destination never sees it.
   if (client.readableEnded) upstream.end();

@@ -38,6 +38,24 @@ export function httpStatusForReply(rep: number): number {
   return 502;
 }
 
+/**
+ * What an HTTP CONNECT client is told about a failure: the class of the reason only. The details
+ * (the resolved address, the rule, the errno) go to the log, never to the client: a refusal text like
+ * "inside.test → 10.0.0.5 is private" would let clients read internal DNS through the proxy.
+ */
+const REPLY_TEXT: Record<number, string> = {
+  [REP.generalFailure]: "the proxy could not serve this request",
+  [REP.notAllowed]: "destination not allowed by the proxy's policy",
+  [REP.networkUnreachable]: "destination network unreachable",
+  [REP.hostUnreachable]: "destination unreachable or its name does not resolve",
+  [REP.connectionRefused]: "connection refused by the destination",
+  [REP.ttlExpired]: "connecting to the destination timed out",
+};
+
+export function replyText(rep: number): string {
+  return REPLY_TEXT[rep] ?? REPLY_TEXT[REP.generalFailure]!;
+}
+
 const REPLY_NAMES: Record<number, string> = {
   [REP.succeeded]: "succeeded",
   [REP.generalFailure]: "general_failure",

@@ -1,11 +1,15 @@
 import { createServer, type Server, type Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { ProxyMetrics } from "../metrics/proxy-metrics.js";
-import { unmapIPv4 } from "../policy/addresses.js";
-import { UserError } from "../util/errors.js";
+import { canonicalIp } from "../policy/addresses.js";
+import { ownAddresses } from "../policy/own-addresses.js";
+import { errorMessage, UserError } from "../util/errors.js";
 import { formatHostPort, type HostPort } from "../util/hostport.js";
 import { batchedLogger, type Logger } from "../util/log.js";
-import { Connection, type ConnectionHost } from "./connection.js";
+import { Connection, type ConnectionHost, isFdExhaustion } from "./connection.js";
+import { fdsNeeded, readFdLimit } from "./fd-limit.js";
 import { REP } from "./protocol.js";
+import { setRelayBufferBudget } from "./relay.js";
 import { replyName } from "./replies.js";
 import type { ProxySettings } from "./settings.js";
 
@@ -15,8 +19,29 @@ interface TcpHandleOptions {
   setKeepAlive(on: boolean, delaySeconds: number): number;
 }
 
-/** Refused clients are logged at most once per this interval (with a count), so a flood cannot flood the log. */
-const REFUSAL_LOG_INTERVAL_MS = 5000;
+/** Refusals and internal errors are logged at most once per this interval (with a count), so a flood cannot flood the log. */
+const LOG_INTERVAL_MS = 5000;
+
+/** How long the lines of connections ended at the drain deadline may take to be written. */
+const DRAIN_LOG_WAIT_MS = 2000;
+
+/** One line per interval at most; the lines in between are counted in the next one (`sinceLastLog`). */
+class RateLimited {
+  private last = Number.NEGATIVE_INFINITY;
+  private count = 0;
+
+  constructor(private readonly intervalMs = LOG_INTERVAL_MS) {}
+
+  /** Calls `write` with the number of events since the last line, or does nothing when it is too soon. */
+  event(write: (sinceLastLog: number) => void): void {
+    this.count++;
+    const now = Date.now();
+    if (now - this.last < this.intervalMs) return;
+    this.last = now;
+    write(this.count);
+    this.count = 0;
+  }
+}
 
 function listenFix(code: string | undefined, at: string): string {
   switch (code) {
@@ -32,7 +57,8 @@ function listenFix(code: string | undefined, at: string): string {
 }
 
 function resultOf(conn: Connection): string {
-  if (conn.reply === REP.succeeded) return conn.outcome ?? "ok"; // or how we ended it: idle_timeout, shutdown
+  if (conn.outcome === "malformed" || conn.outcome === "internal_error") return conn.outcome;
+  if (conn.reply === REP.succeeded) return conn.outcome ?? "ok"; // or how we ended it: idle_timeout, drain_deadline
   if (conn.reply === REP.notAllowed) return "refused";
   if (conn.reply >= 0) return "failed";
   return conn.outcome ?? "closed";
@@ -49,8 +75,13 @@ export class ProxyServer implements ConnectionHost {
   readonly connections = new Set<Connection>();
   private readonly perClient = new Map<string, number>();
   private nextId = 1;
-  private refusals = 0;
-  private lastRefusalLog = 0;
+  private readonly refusalLog = new RateLimited();
+  private readonly errorLog = new RateLimited();
+  /** The open-file limit (Node raised the soft one to the hard one at start). */
+  private readonly fdLimit = readFdLimit()?.soft ?? Number.POSITIVE_INFINITY;
+  private draining = false;
+  private endDrainNow: (() => void) | undefined;
+  private ownStarted = false;
   /** The per-connection line: batched writes, and no redaction (fixed fields, never a credential). */
   private readonly connectionLog: Logger;
   /** Counter children by "result|reply", so closing a connection does not re-hash its labels. */
@@ -67,6 +98,12 @@ export class ProxyServer implements ConnectionHost {
   ) {
     this.current = settings;
     this.connectionLog = batchedLogger(log);
+    setRelayBufferBudget(settings.relayBufferBytes);
+  }
+
+  /** True from the start of shutdown: /healthz answers 503 then. */
+  get isDraining(): boolean {
+    return this.draining;
   }
 
   get settings(): ProxySettings {
@@ -76,6 +113,7 @@ export class ProxyServer implements ConnectionHost {
   /** New settings (SIGHUP) apply to connections accepted from now on. */
   set settings(next: ProxySettings) {
     this.current = next;
+    setRelayBufferBudget(next.relayBufferBytes);
     // The connection logger is a logger of its own (batched writes), not a child of `log`: it does not
     // follow the level a reload set on `log` (config log.level) unless told.
     this.connectionLog.level = this.log.level;
@@ -104,6 +142,11 @@ export class ProxyServer implements ConnectionHost {
 
   /** Listens on every address; resolves with the actual addresses (port 0 → the port chosen). */
   async listen(addresses: readonly HostPort[] = this.settings.listen): Promise<HostPort[]> {
+    // The destination policy refuses the gateway's own addresses: know them before the first client.
+    if (!this.ownStarted) {
+      await ownAddresses.start();
+      this.ownStarted = true;
+    }
     const bound: HostPort[] = [];
     for (const at of addresses) {
       // Paused: the connection takes the accepted socket's handle over before anything is read.
@@ -115,7 +158,7 @@ export class ProxyServer implements ConnectionHost {
         });
         server.listen({ host: at.host, port: at.port, backlog: 4096 }, resolve);
       });
-      server.on("error", (e) => this.log.error({ err: e }, "accept failed"));
+      server.on("error", (e) => this.acceptFailed(e));
       this.servers.push(server);
       this.inheritOptions();
       const addr = server.address();
@@ -128,15 +171,18 @@ export class ProxyServer implements ConnectionHost {
 
   private accept(socket: Socket): void {
     const s = this.settings;
-    const ip = unmapIPv4(socket.remoteAddress ?? "");
+    const ip = canonicalIp(socket.remoteAddress ?? "") ?? "";
     let refused: string | undefined;
-    if (!ip || !s.clients.allows(ip)) refused = "client_not_allowed";
+    if (ip === "" || !s.clients.allows(ip)) refused = "client_not_allowed";
     else if (this.connections.size >= s.maxConnections) refused = "max_connections";
     else if ((this.perClient.get(ip) ?? 0) >= s.maxPerClient) refused = "max_per_client";
+    // Each connection needs a second descriptor for its destination: refuse while that is still a
+    // clean, counted refusal, instead of running into EMFILE (which Node's accept loop hides).
+    else if (fdsNeeded(this.connections.size + 1) > this.fdLimit) refused = "fd_limit";
     if (refused) {
       // Nothing is answered: a reset, not even a SOCKS failure reply.
       socket.resetAndDestroy();
-      this.refused(refused, ip);
+      this.refused(refused, ip || socket.remoteAddress);
       return;
     }
     if (!this.inherits) {
@@ -148,21 +194,44 @@ export class ProxyServer implements ConnectionHost {
     this.metrics.active.inc();
   }
 
-  private refused(reason: string, ip: string): void {
+  private refused(reason: string, ip: string | undefined): void {
     this.metrics.refused.inc({ reason });
-    this.refusals++;
-    const now = Date.now();
-    if (now - this.lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
-    this.lastRefusalLog = now;
-    const s = this.settings;
-    const hint =
-      reason === "client_not_allowed"
-        ? "add its subnet with --allow-client / proxy.allowClients"
-        : reason === "max_connections"
-          ? `limit ${s.maxConnections} reached (proxy.limits.maxConnections)`
-          : `limit ${s.maxPerClient} per client reached (proxy.limits.maxPerClient)`;
-    this.log.warn({ client: ip, reason, refusedSinceLastLog: this.refusals }, `client refused: ${hint}`);
-    this.refusals = 0;
+    this.refusalLog.event((n) => {
+      const s = this.settings;
+      const hint =
+        reason === "client_not_allowed"
+          ? "add its subnet with --allow-client / proxy.allowClients"
+          : reason === "max_connections"
+            ? `limit ${s.maxConnections} reached (proxy.limits.maxConnections)`
+            : reason === "max_per_client"
+              ? `limit ${s.maxPerClient} per client reached (proxy.limits.maxPerClient)`
+              : `out of file descriptors (open-file limit ${this.fdLimit}): raise it (systemd LimitNOFILE=) or lower proxy.limits.maxConnections`;
+      this.log.warn({ client: ip, reason, refusedSinceLastLog: n }, `client refused: ${hint}`);
+    });
+  }
+
+  /**
+   * An error of a listening socket. On EMFILE/ENFILE libuv accepts and closes the waiting clients
+   * itself; when that fails too, the error ends here: counted and logged like a refusal.
+   */
+  private acceptFailed(err: Error): void {
+    if (isFdExhaustion(err)) this.refused("fd_limit", undefined);
+    else this.errorLog.event((n) => this.log.error({ err, sinceLastLog: n }, "accept failed"));
+  }
+
+  /** A connection could not get a descriptor for its destination (EMFILE/ENFILE): counted and logged. */
+  fdExhausted(): void {
+    this.refused("fd_limit", undefined);
+  }
+
+  /** The last-resort guard of a connection caught an exception: the connection ended, the process goes on. */
+  internalError(conn: Connection, err: unknown): void {
+    this.errorLog.event((n) =>
+      this.log.error(
+        { id: conn.id, err: errorMessage(err), stack: (err as Error)?.stack, sinceLastLog: n },
+        "internal error: the connection was closed",
+      ),
+    );
   }
 
   observeDns(seconds: number, outcome: string): void {
@@ -170,7 +239,7 @@ export class ProxyServer implements ConnectionHost {
   }
 
   connectionDone(conn: Connection): void {
-    this.connections.delete(conn);
+    if (!this.connections.delete(conn)) return; // already accounted (see shutdown)
     const n = this.perClient.get(conn.clientIp)! - 1;
     if (n > 0) this.perClient.set(conn.clientIp, n);
     else this.perClient.delete(conn.clientIp);
@@ -208,15 +277,40 @@ export class ProxyServer implements ConnectionHost {
     );
   }
 
-  /** Stops accepting, waits up to drainMs for open connections to finish, then ends the rest. */
+  /**
+   * Stops accepting, waits up to drainMs (or until endDrain) for open connections to finish, then
+   * ends the rest, each with its log line (outcome drain_deadline).
+   */
   async shutdown(drainMs: number): Promise<{ drained: number; destroyed: number }> {
+    this.draining = true;
     for (const s of this.servers) s.close(); // its callback would wait for every connection
     const open = this.connections.size;
-    const deadline = Date.now() + drainMs;
-    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        clearInterval(poll);
+        this.endDrainNow = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, drainMs);
+      const poll = setInterval(() => this.connections.size === 0 && done(), 100);
+      this.endDrainNow = done;
+      if (this.connections.size === 0) done();
+    });
     const destroyed = this.connections.size;
-    for (const c of this.connections) c.destroy();
+    for (const c of this.connections) c.destroy("drain_deadline");
+    // Their lines are written as their sockets close, in the next turns of the event loop.
+    const deadline = Date.now() + DRAIN_LOG_WAIT_MS;
+    while (this.connections.size > 0 && Date.now() < deadline) await sleep(10);
+    for (const c of [...this.connections]) this.connectionDone(c);
+    if (this.ownStarted) ownAddresses.stop();
+    this.ownStarted = false;
     this.connectionLog.flush();
     return { drained: open - destroyed, destroyed };
+  }
+
+  /** Ends the drain period now (a second SIGTERM/SIGINT): shutdown closes what is still open. */
+  endDrain(): void {
+    this.endDrainNow?.();
   }
 }

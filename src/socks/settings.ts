@@ -2,6 +2,7 @@ import type { ProxyConfig } from "../config/proxy-schema.js";
 import { ClientPolicy, defaultClientCidrs } from "../policy/clients.js";
 import { DestinationPolicy } from "../policy/destination.js";
 import { DestinationResolver } from "../policy/resolve.js";
+import { UserError } from "../util/errors.js";
 import { type HostPort, parseHostPort } from "../util/hostport.js";
 import { readUsersFile, UserStore } from "./users.js";
 
@@ -12,7 +13,13 @@ import { readUsersFile, UserStore } from "./users.js";
 export interface ProxySettings {
   listen: HostPort[];
   users: UserStore;
+  /** Username/password required (users configured); false only without any users source. */
+  requireAuth: boolean;
+  /** The config said `auth: none` (open access on purpose). */
+  openOnPurpose: boolean;
   clients: ClientPolicy;
+  /** Who may use /metrics. */
+  metricsClients: ClientPolicy;
   destinations: DestinationPolicy;
   resolver: DestinationResolver;
   /** 0 = keepalive off. */
@@ -23,19 +30,49 @@ export interface ProxySettings {
   connectTimeoutMs: number;
   maxConnections: number;
   maxPerClient: number;
+  /** Process-wide memory for the relay's large read buffers. */
+  relayBufferBytes: number;
   httpConnect: boolean;
 }
 
 const ms = (seconds: number) => Math.round(seconds * 1000);
 
+/**
+ * Users from every source, and whether they are required. An empty source is an error (UserError,
+ * exit 2), never "no users": at start the proxy does not run, on SIGHUP the previous config stays.
+ */
+function authOf(cfg: ProxyConfig): { users: UserStore; requireAuth: boolean; openOnPurpose: boolean } {
+  const fromFile = cfg.usersFile ? readUsersFile(cfg.usersFile) : [];
+  if (cfg.usersFile && fromFile.length === 0) {
+    throw new UserError(
+      `users file ${cfg.usersFile} has no users: add name:password lines, or remove proxy.usersFile (proxy.auth: none for open access)`,
+    );
+  }
+  const users = [...cfg.users, ...fromFile];
+  if (cfg.auth === "none" && users.length > 0) {
+    throw new UserError(
+      "proxy.auth is none but users are configured (proxy.users / proxy.usersFile): remove them, or remove proxy.auth",
+    );
+  }
+  if (cfg.auth === "password" && users.length === 0) {
+    throw new UserError(
+      "proxy.auth is password but no users are configured: set proxy.users or proxy.usersFile",
+    );
+  }
+  return { users: new UserStore(users), requireAuth: users.length > 0, openOnPurpose: cfg.auth === "none" };
+}
+
 /** Reads the users file too; throws a UserError on a bad one. */
 export function buildSettings(cfg: ProxyConfig): ProxySettings {
   const listen = cfg.listen.map((l) => parseHostPort(l) as HostPort);
-  const users = [...cfg.users, ...(cfg.usersFile ? readUsersFile(cfg.usersFile) : [])];
+  const clients = new ClientPolicy(
+    cfg.allowClients.length > 0 ? cfg.allowClients : defaultClientCidrs(listen),
+  );
   return {
     listen,
-    users: new UserStore(users),
-    clients: new ClientPolicy(cfg.allowClients.length > 0 ? cfg.allowClients : defaultClientCidrs(listen)),
+    ...authOf(cfg),
+    clients,
+    metricsClients: cfg.metricsAllowClients.length > 0 ? new ClientPolicy(cfg.metricsAllowClients) : clients,
     destinations: new DestinationPolicy(cfg.destinations),
     resolver: new DestinationResolver(cfg.dns),
     keepaliveMs: cfg.keepalive.enabled ? ms(cfg.keepalive.idleSeconds) : 0,
@@ -44,6 +81,17 @@ export function buildSettings(cfg: ProxyConfig): ProxySettings {
     connectTimeoutMs: ms(cfg.connectTimeoutSeconds),
     maxConnections: cfg.limits.maxConnections,
     maxPerClient: cfg.limits.maxPerClient,
+    relayBufferBytes: cfg.limits.relayBufferMiB * 1024 * 1024,
     httpConnect: cfg.httpConnect,
   };
+}
+
+/**
+ * Why a reload must not apply: it would turn authentication off without the config saying so
+ * (`auth: none`). Undefined when it may.
+ */
+export function reloadRefusal(current: ProxySettings, next: ProxySettings): string | undefined {
+  if (current.requireAuth && !next.requireAuth && !next.openOnPurpose)
+    return "the new config has no users, which would turn authentication off: set proxy.auth: none if that is intended";
+  return undefined;
 }

@@ -1,26 +1,42 @@
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { once } from "node:events";
 import { isIP, isIPv4 } from "node:net";
-import { unmapIPv4 } from "../policy/addresses.js";
+import { canonicalIp } from "../policy/addresses.js";
 import { parseUdpDatagram, serializeUdpHeader } from "./protocol.js";
 import type { ProxySettings } from "./settings.js";
 
 /** Resolved names per association (a client usually talks to a handful of names). */
 const MAX_NAMES = 64;
+/**
+ * Destinations (address and port) an association relays answers from, least recently used dropped
+ * first: answers from a destination the client has not sent to for this many others are dropped.
+ */
+export const MAX_PEERS = 1024;
+/** Name lookups under way per association; datagrams to further unknown names are dropped meanwhile. */
+const MAX_LOOKUPS = 16;
+
+/** What an association reports to its connection. */
+export interface AssociationHost {
+  observeDns(seconds: number, outcome: string): void;
+  /** A bug hit while handling a datagram: the connection (and with it the association) ends. */
+  crashed(err: unknown): void;
+}
 
 /**
  * One UDP ASSOCIATE (RFC 1928 §7): a socket facing the client, bound to the address the client
  * reached us on, and outbound sockets (per family) whose source the routing (and the gateway's
- * marking) chooses. Every datagram goes through the destination policy on its resolved address; only
- * answers from destinations the client has sent to are relayed back, each with the RFC header. The
- * association lives exactly as long as its TCP control connection.
+ * marking) chooses. Every datagram goes through the same name check and destination policy as a
+ * CONNECT, on its resolved address; only answers from destinations the client has sent to are relayed
+ * back, each with the RFC header. The association lives exactly as long as its TCP control connection.
  */
 export class UdpAssociation {
   private out4: Socket | undefined;
   private out6: Socket | undefined;
   private clientPort: number;
-  private readonly peers = new Set<string>();
+  /** "ip|port" of the destinations sent to, in order of last use (a Map keeps insertion order). */
+  private readonly peers = new Map<string, true>();
   private readonly names = new Map<string, string>();
+  private lookups = 0;
   up = 0;
   down = 0;
   /** Datagrams dropped: wrong sender, fragments, malformed, refused by policy, unresolvable. */
@@ -31,10 +47,16 @@ export class UdpAssociation {
     private readonly clientIp: string,
     expectedPort: number,
     private readonly settings: ProxySettings,
-    private readonly observeDns: (seconds: number, outcome: string) => void,
+    private readonly host: AssociationHost,
   ) {
     this.clientPort = expectedPort;
-    relay.on("message", (msg, from) => this.fromClient(msg, from));
+    relay.on("message", (msg, from) => {
+      try {
+        this.fromClient(msg, from);
+      } catch (err) {
+        host.crashed(err);
+      }
+    });
     relay.on("error", () => this.close());
   }
 
@@ -44,13 +66,19 @@ export class UdpAssociation {
     clientIp: string,
     expectedPort: number,
     settings: ProxySettings,
-    observeDns: (seconds: number, outcome: string) => void,
+    host: AssociationHost,
   ): Promise<UdpAssociation> {
-    const local = unmapIPv4(localAddress);
+    const local = canonicalIp(localAddress);
+    if (local === undefined) throw new Error(`no usable local address (${localAddress})`);
     const relay = createSocket(isIPv4(local) ? "udp4" : "udp6");
-    relay.bind(0, local);
-    await once(relay, "listening");
-    return new UdpAssociation(relay, clientIp, expectedPort, settings, observeDns);
+    try {
+      relay.bind(0, local);
+      await once(relay, "listening");
+    } catch (err) {
+      relay.close();
+      throw err;
+    }
+    return new UdpAssociation(relay, clientIp, expectedPort, settings, host);
   }
 
   get address(): { host: string; port: number } {
@@ -58,37 +86,53 @@ export class UdpAssociation {
     return { host: a.address, port: a.port };
   }
 
+  /** Distinct destinations currently remembered for answers (at most MAX_PEERS). */
+  get peerCount(): number {
+    return this.peers.size;
+  }
+
   private fromClient(msg: Buffer, from: RemoteInfo): void {
     if (
-      unmapIPv4(from.address) !== this.clientIp ||
+      canonicalIp(from.address) !== this.clientIp ||
       (this.clientPort !== 0 && from.port !== this.clientPort)
     ) {
       this.dropped++;
       return;
     }
     this.clientPort = from.port;
+    // The parser checks the destination like a CONNECT's (parseHost): a canonical IP or a valid name.
     const d = parseUdpDatagram(msg);
-    if (d.status !== "ok" || d.value.frag !== 0) {
-      this.dropped++; // fragmentation is optional in RFC 1928 and not supported
+    if (d.status !== "ok" || d.value.frag !== 0 || d.value.port === 0 || d.value.invalid) {
+      // Fragmentation is optional in RFC 1928 and not supported; port 0 and invalid names are no destination.
+      this.dropped++;
       return;
     }
     const { host, port, data } = d.value;
     const policy = this.settings.destinations;
     const literal = isIP(host) !== 0;
-    if (policy.checkPort(port) || (!literal && policy.checkName(host))) {
+    if (policy.checkPort(port) || (literal ? policy.checkLiteral(host) : policy.checkName(host))) {
       this.dropped++;
       return;
     }
-    const known = literal ? unmapIPv4(host) : this.names.get(host);
+    const known = literal ? host : this.names.get(host);
     if (known !== undefined) this.send(known, port, data);
+    else if (this.lookups >= MAX_LOOKUPS) this.dropped++;
     else void this.resolveAndSend(host, port, data);
   }
 
   private async resolveAndSend(name: string, port: number, data: Buffer): Promise<void> {
     const t0 = performance.now();
+    this.lookups++;
     try {
-      const addresses = await this.settings.resolver.resolve(name);
-      this.observeDns((performance.now() - t0) / 1000, "ok");
+      let addresses: string[];
+      try {
+        addresses = await this.settings.resolver.resolve(name);
+      } catch (e) {
+        this.host.observeDns((performance.now() - t0) / 1000, (e as NodeJS.ErrnoException).code ?? "error");
+        this.dropped++;
+        return;
+      }
+      this.host.observeDns((performance.now() - t0) / 1000, "ok");
       const ip = addresses.find((a) => !this.settings.destinations.checkAddress(a));
       if (ip === undefined) {
         this.dropped++;
@@ -97,9 +141,10 @@ export class UdpAssociation {
       if (this.names.size >= MAX_NAMES) this.names.clear();
       this.names.set(name, ip);
       this.send(ip, port, data);
-    } catch (e) {
-      this.observeDns((performance.now() - t0) / 1000, (e as NodeJS.ErrnoException).code ?? "error");
-      this.dropped++;
+    } catch (err) {
+      this.host.crashed(err);
+    } finally {
+      this.lookups--;
     }
   }
 
@@ -108,7 +153,11 @@ export class UdpAssociation {
       this.dropped++;
       return;
     }
-    this.peers.add(`${ip}|${port}`);
+    const key = `${ip}|${port}`;
+    // Most recently used last; the oldest goes when the set is full.
+    this.peers.delete(key);
+    this.peers.set(key, true);
+    if (this.peers.size > MAX_PEERS) this.peers.delete(this.peers.keys().next().value!);
     this.up += data.length;
     this.outbound(isIPv4(ip)).send(data, port, ip);
   }
@@ -117,7 +166,13 @@ export class UdpAssociation {
     let s = v4 ? this.out4 : this.out6;
     if (!s) {
       s = createSocket(v4 ? "udp4" : "udp6");
-      s.on("message", (msg, from) => this.fromDestination(msg, from));
+      s.on("message", (msg, from) => {
+        try {
+          this.fromDestination(msg, from);
+        } catch (err) {
+          this.host.crashed(err);
+        }
+      });
       s.on("error", () => {}); // e.g. ICMP unreachable surfacing as ECONNREFUSED: UDP carries on
       if (v4) this.out4 = s;
       else this.out6 = s;
@@ -126,8 +181,8 @@ export class UdpAssociation {
   }
 
   private fromDestination(msg: Buffer, from: RemoteInfo): void {
-    const ip = unmapIPv4(from.address);
-    if (!this.peers.has(`${ip}|${from.port}`) || this.clientPort === 0) {
+    const ip = canonicalIp(from.address);
+    if (ip === undefined || !this.peers.has(`${ip}|${from.port}`) || this.clientPort === 0) {
       this.dropped++;
       return;
     }

@@ -96,3 +96,23 @@ test("a config the user may not read gets the fix for permissions, not 'pass an 
   );
   assert.doesNotMatch(r.stderr, /pass an existing file/);
 });
+
+test("proxy: IPv4-mapped IPv6 rules are refused (they could never match); :PORT for metrics means loopback", () => {
+  for (const key of ["allow", "deny"]) {
+    const e = errorOf(() => parseConfig({ proxy: { destinations: { [key]: ["::ffff:10.0.0.0/104"] } } }));
+    assert.match(e.message, new RegExp(`proxy\\.destinations\\.${key}\\[0\\].*write it as IPv4`));
+  }
+  assert.match(
+    errorOf(() => parseConfig({ proxy: { allowClients: ["::ffff:0:0/96"] } })).message,
+    /allowClients/,
+  );
+  // a rule that only contains the mapped range is fine: it matches IPv6 destinations
+  assert.deepEqual(parseConfig({ proxy: { destinations: { allow: ["::/0"] } } }).proxy.destinations.allow, [
+    "::/0",
+  ]);
+  assert.equal(parseConfig({ proxy: { metrics: ":9587" } }).proxy.metrics, "127.0.0.1:9587");
+  assert.equal(parseConfig({ proxy: { metrics: "9587" } }).proxy.metrics, "127.0.0.1:9587");
+  assert.equal(parseConfig({ proxy: { metrics: "0.0.0.0:9587" } }).proxy.metrics, "0.0.0.0:9587");
+  assert.equal(parseConfig({}).proxy.limits.relayBufferMiB, 32);
+  assert.match(errorOf(() => parseConfig({ proxy: { auth: "maybe" } })).message, /proxy\.auth/);
+});

@@ -29,7 +29,7 @@ test("greeting: complete, partial, wrong version, zero methods", () => {
   assert.equal(parseGreeting(Buffer.from([9, 9, 5, 1, 0]), 2).status, "ok");
 });
 
-test("request: IPv4, IPv6, domain; bad address type gives reply 0x08; empty domain is an error", () => {
+test("request: IPv4, IPv6, domain; bad address type gives reply 0x08; names are checked (parseHost)", () => {
   const v4 = parseAddressMessage(Buffer.from([5, 1, 0, 1, 10, 0, 0, 1, 0x04, 0x38]));
   assert.deepEqual(v4, {
     status: "ok",
@@ -47,10 +47,18 @@ test("request: IPv4, IPv6, domain; bad address type gives reply 0x08; empty doma
   assert.deepEqual(name.status === "ok" && name.value, { code: 1, atyp: 3, host: "a.b", port: 80 });
   const badType = parseAddressMessage(Buffer.from([5, 1, 0, 9, 1, 2, 3, 4, 0, 80]));
   assert.equal(badType.status === "error" && badType.reply, REP.addressTypeNotSupported);
+  // Names that are no host name parse (the message is well-formed) but carry the reason: a CONNECT
+  // to one is answered 0x01, a UDP ASSOCIATE ignores its address.
   const empty = parseAddressMessage(Buffer.from([5, 1, 0, 3, 0, 0, 80]));
-  assert.equal(empty.status, "error");
+  assert.match((empty.status === "ok" && empty.value.invalid) || "", /empty name/);
   const control = parseAddressMessage(Buffer.from([5, 1, 0, 3, 2, 0x61, 0x00, 0, 80]));
-  assert.equal(control.status, "error");
+  assert.match((control.status === "ok" && control.value.invalid) || "", /not a host name/);
+  // An IP literal sent as a name is the canonical address, IPv4-mapped IPv6 as IPv4.
+  const asName = (text: string) => Buffer.from([5, 1, 0, 3, text.length, ...Buffer.from(text), 0, 80]);
+  const mapped = parseAddressMessage(asName("::FFFF:10.0.0.1"));
+  assert.deepEqual(mapped.status === "ok" && mapped.value, { code: 1, atyp: 3, host: "10.0.0.1", port: 80 });
+  const zoned = parseAddressMessage(asName("::ffff:1.2.3.4%a.b"));
+  assert.match((zoned.status === "ok" && zoned.value.invalid) || "", /zone id/);
 });
 
 test("auth request parses name and password", () => {

@@ -2,7 +2,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { once } from "node:events";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { run } from "../../src/util/run.js";
 import { MAIN } from "../support/cli.js";
@@ -27,14 +27,21 @@ export interface ProxyProcess {
   stop(): Promise<number | null>;
 }
 
-/** Starts `wg-egress proxy` on 127.0.0.1:0 (unless args say otherwise) and waits for "listening". */
-export async function startProxy(args: string[], opts: { listeners?: number } = {}): Promise<ProxyProcess> {
+/**
+ * Starts `wg-egress proxy` on 127.0.0.1:0 (unless args say otherwise) and waits for "listening".
+ * `wrap` runs it under another command (e.g. `prlimit --nofile=96 --`).
+ */
+export async function startProxy(
+  args: string[],
+  opts: { listeners?: number; wrap?: string[] } = {},
+): Promise<ProxyProcess> {
   const hasListen = args.includes("--listen");
-  const child = spawn(
-    process.execPath,
-    [MAIN, "proxy", ...(hasListen ? [] : ["--listen", "127.0.0.1:0"]), ...args],
-    { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, WG_EGRESS_CONFIG: "" } },
-  );
+  const argv = [process.execPath, MAIN, "proxy", ...(hasListen ? [] : ["--listen", "127.0.0.1:0"]), ...args];
+  const [cmd, ...rest] = [...(opts.wrap ?? []), ...argv];
+  const child = spawn(cmd!, rest, {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, WG_EGRESS_CONFIG: "" },
+  });
   const logs: LogLine[] = [];
   const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   let partial = "";
@@ -236,12 +243,56 @@ export async function socksConnect(
   return { rep: head[1], c };
 }
 
+/**
+ * Opens a UDP ASSOCIATE for a fresh UDP socket of ours on 127.0.0.1: the socket, the control
+ * connection and the relay address from the reply.
+ */
+export async function openAssociation(proxyPort: number) {
+  const sock = createSocket("udp4");
+  sock.bind(0, "127.0.0.1");
+  await once(sock, "listening");
+  const c = await RawClient.open(proxyPort);
+  c.send([5, 1, 0]);
+  await c.read(2);
+  c.send(ipv4Request(sock.address().port, [127, 0, 0, 1], 3));
+  const reply = await c.read(10);
+  if (reply[1] !== 0) throw new Error(`UDP ASSOCIATE reply ${reply[1]}`);
+  const relayHost = `${reply[4]}.${reply[5]}.${reply[6]}.${reply[7]}`;
+  return { sock, c, relayHost, relayPort: reply.readUInt16BE(8) };
+}
+
 export function ipv4Request(port: number, ip = [127, 0, 0, 1], cmd = 1): number[] {
   return [5, cmd, 0, 1, ...ip, port >> 8, port & 255];
 }
 
 export function domainRequest(name: string, port: number): number[] {
-  return [5, 1, 0, 3, name.length, ...Buffer.from(name), port >> 8, port & 255];
+  const bytes = Buffer.from(name, "latin1");
+  return [5, 1, 0, 3, bytes.length, ...bytes, port >> 8, port & 255];
+}
+
+/**
+ * An HTTP CONNECT with the raw target bytes: the status code, and for a failure the body (the proxy
+ * closes after it). A tunnel (200) is closed at once.
+ */
+export async function httpConnect(
+  proxyPort: number,
+  target: string,
+): Promise<{ status: number; body: string }> {
+  const c = await RawClient.open(proxyPort);
+  c.send(Buffer.from(`CONNECT ${target} HTTP/1.1\r\nHost: x\r\n\r\n`, "latin1"));
+  let head = "";
+  while (!head.includes("\r\n\r\n")) head += String(await c.read(1));
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? -1);
+  const body = status === 200 ? "" : String(await c.untilClosed());
+  c.close();
+  return { status, body };
+}
+
+/** The VmRSS of a process, in bytes. */
+export function rssBytes(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (!m) throw new Error(`no VmRSS for ${pid}`);
+  return Number(m[1]) * 1024;
 }
 
 /**

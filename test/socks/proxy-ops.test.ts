@@ -41,6 +41,46 @@ async function echoes(c: RawClient, text: string): Promise<boolean> {
   return String(await c.read(text.length)) === text;
 }
 
+test("--metrics :PORT binds loopback, never every interface", async () => {
+  const proxy = await startProxy(["--metrics", ":0"]);
+  try {
+    const at = String((await proxy.waitLog((l) => l.msg === "metrics listening")).address);
+    assert.match(at, /^127\.0\.0\.1:\d+$/);
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test("/metrics admits only its allow-list (by default the proxy's clients), caps connections and closes idle ones", {
+  timeout: 60_000,
+}, async () => {
+  const notLoopback = ["--allow-client", "10.0.0.0/8", "--metrics", "127.0.0.1:0"];
+  const closed = await startProxy(notLoopback);
+  try {
+    const at = String((await closed.waitLog((l) => l.msg === "metrics listening")).address);
+    await assert.rejects(fetch(`http://${at}/metrics`), "a client outside allowClients is closed");
+  } finally {
+    await closed.stop();
+  }
+  const config = writeTemp("config.yaml", "proxy:\n  metricsAllowClients: ['127.0.0.1']\n");
+  const proxy = await startProxy(["--config", config, ...notLoopback]);
+  const idle: RawClient[] = [];
+  try {
+    const at = String((await proxy.waitLog((l) => l.msg === "metrics listening")).address);
+    assert.equal((await fetch(`http://${at}/metrics`)).status, 200, "proxy.metricsAllowClients admits it");
+    const port = Number(at.split(":")[1]);
+    for (let i = 0; i < 100; i++) idle.push(await RawClient.open(port));
+    await sleep(500);
+    const open = () => idle.filter((c) => !c.closed).length;
+    assert.ok(open() <= 32, `${open()} idle connections open`);
+    await until(() => open() === 0, 20_000, "idle connections closed");
+    assert.equal((await fetch(`http://${at}/metrics`)).status, 200, "scrapes work again");
+  } finally {
+    for (const c of idle) c.close();
+    await proxy.stop();
+  }
+});
+
 test("metrics endpoint: Prometheus text (promtool-valid) and /healthz", async () => {
   const proxy = await startProxy(["--allow-destination", "127.0.0.0/8", "--metrics", "127.0.0.1:0"]);
   try {
@@ -151,15 +191,109 @@ test("SIGTERM: stops accepting, lets open connections finish, exits 0", async ()
   assert.equal(stopped.destroyed, 0);
 });
 
-test("SIGTERM: connections still open after the drain period are closed, exit 0", async () => {
+test("SIGTERM: connections still open after the drain period are closed, each with its log line (drain_deadline), exit 0", async () => {
   const proxy = await startProxy(["--allow-destination", "127.0.0.0/8", "--drain", "0.5"]);
-  const { c } = await socksConnect(proxy.port, ipv4Request(echo.port));
+  const open = [];
+  for (let i = 0; i < 3; i++) open.push((await socksConnect(proxy.port, ipv4Request(echo.port))).c);
+  const handshaking = await RawClient.open(proxy.port); // has not even sent its greeting
   const exited = once(proxy.child, "exit");
   proxy.child.kill("SIGTERM");
   const [code] = await exited;
   assert.equal(code, 0);
-  await c.untilClosed();
-  assert.equal((await proxy.waitLog((l) => l.msg === "stopped")).destroyed, 1);
+  for (const c of [...open, handshaking]) await c.untilClosed();
+  assert.equal((await proxy.waitLog((l) => l.msg === "stopped")).destroyed, 4);
+  const lines = proxy.logs.filter((l) => l.msg === "connection closed");
+  assert.equal(lines.length, 4, JSON.stringify(lines));
+  for (const l of lines) assert.equal(l.result, "drain_deadline");
+});
+
+test("a second SIGTERM or SIGINT ends the drain at once", async () => {
+  for (const second of ["SIGTERM", "SIGINT"] as const) {
+    const proxy = await startProxy(["--allow-destination", "127.0.0.0/8", "--drain", "600"]);
+    const { c } = await socksConnect(proxy.port, ipv4Request(echo.port));
+    const exited = once(proxy.child, "exit");
+    proxy.child.kill("SIGTERM");
+    await proxy.waitLog((l) => l.msg === "shutting down");
+    proxy.child.kill(second);
+    // Bounded: without the second signal the drain would last 600 s.
+    const [code] = await Promise.race([
+      exited,
+      sleep(15_000).then(() => {
+        throw new Error(`still draining 15 s after ${second}`);
+      }),
+    ]);
+    assert.equal(code, 0);
+    await c.untilClosed();
+    assert.equal((await proxy.waitLog((l) => l.msg === "connection closed")).result, "drain_deadline");
+    await proxy.stop();
+  }
+});
+
+test("/healthz answers 503 while draining", async () => {
+  const proxy = await startProxy([
+    "--allow-destination",
+    "127.0.0.0/8",
+    "--drain",
+    "20",
+    "--metrics",
+    "127.0.0.1:0",
+  ]);
+  try {
+    const at = String((await proxy.waitLog((l) => l.msg === "metrics listening")).address);
+    assert.equal((await fetch(`http://${at}/healthz`)).status, 200);
+    const { c } = await socksConnect(proxy.port, ipv4Request(echo.port));
+    proxy.child.kill("SIGTERM");
+    await proxy.waitLog((l) => l.msg === "shutting down");
+    const h = await fetch(`http://${at}/healthz`);
+    assert.equal(h.status, 503);
+    assert.equal(((await h.json()) as { draining: boolean }).draining, true);
+    c.close();
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test("out of file descriptors: new clients are refused, counted and logged (rate-limited), and served again later", async () => {
+  requireTools("prlimit");
+  // 256 descriptors: room for 96 connections (2 each, plus 64 for the process itself).
+  const proxy = await startProxy(["--allow-destination", "127.0.0.0/8", "--metrics", "127.0.0.1:0"], {
+    wrap: ["prlimit", "--nofile=256", "--"],
+  });
+  const clients: RawClient[] = [];
+  try {
+    const at = String((await proxy.waitLog((l) => l.msg === "metrics listening")).address);
+    let dropped = 0;
+    for (let i = 0; i < 300; i++) {
+      try {
+        const c = await RawClient.open(proxy.port);
+        c.send([5, 1, 0]);
+        clients.push(c);
+      } catch {
+        dropped++; // the reset raced the connect
+      }
+    }
+    await sleep(1000); // (well within the 10 s handshake timeout that would free slots)
+    dropped += clients.filter((c) => c.closed).length;
+    assert.ok(dropped >= 200, `${dropped} of 300 dropped`);
+    const text = await (await fetch(`http://${at}/metrics`)).text();
+    const counted = Number(
+      /wg_egress_proxy_clients_refused_total\{reason="fd_limit"\} (\d+)/.exec(text)?.[1] ?? 0,
+    );
+    assert.ok(counted >= dropped - 2 && counted <= 300, `counted ${counted}, dropped ${dropped}`);
+    const lines = proxy.logs.filter((l) => l.reason === "fd_limit");
+    assert.ok(lines.length >= 1 && lines.length <= 3, `${lines.length} log lines for ${counted} refusals`);
+    assert.match(lines[0].msg, /out of file descriptors.*LimitNOFILE/);
+    for (const c of clients.splice(0)) c.close();
+    const served = async () => {
+      const { rep, c } = await socksConnect(proxy.port, ipv4Request(echo.port));
+      c.close();
+      return rep === 0;
+    };
+    await until(served, 5000, "served again");
+  } finally {
+    for (const c of clients) c.close();
+    await proxy.stop();
+  }
 });
 
 test("invalid config or flags: one line naming the key, exit 2, nothing started", async () => {

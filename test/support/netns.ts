@@ -1,5 +1,10 @@
+import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import { basename } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { run } from "../../src/util/run.js";
+import { requireTools } from "./tools.js";
 
 /** Test helpers: long-running processes in namespaces, stopped by PID; bounded waits. No side effects on import. */
 
@@ -36,4 +41,33 @@ export const inNs = (ns: string, cmd: string, args: string[], input?: string) =>
 export async function curlIn(ns: string, url: string): Promise<string | null> {
   const r = await inNs(ns, "curl", ["-sf", "--max-time", "5", url]);
   return r.code === 0 ? r.stdout : null;
+}
+
+/**
+ * For tests whose proxy may connect to non-loopback addresses: runs the calling test file again inside
+ * a new network namespace with only `lo` (unshare -n; needs root), so nothing it sends can leave the
+ * host, and the namespace goes away with its last process. Returns true when running inside (register
+ * the tests then); outside, it registers one test that runs the file there and shows its output.
+ */
+export function insideIsolatedNetns(metaUrl: string, timeoutMs = 300_000): boolean {
+  if (process.env.WGE_ISOLATED_NETNS === "1") return true;
+  const file = fileURLToPath(metaUrl);
+  test(`${basename(file)}, inside a fresh network namespace (unshare -n)`, {
+    timeout: timeoutMs,
+  }, async (t) => {
+    requireTools("unshare", "ip");
+    // Not as a child of this test runner (NODE_TEST_CONTEXT): the inner run reports in plain TAP.
+    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+    const r = await run(
+      "unshare",
+      ["-n", "sh", "-c", 'ip link set lo up && exec "$0" "$1"', process.execPath, file],
+      { env: { ...env, WGE_ISOLATED_NETNS: "1" }, allowFail: true, timeoutMs },
+    );
+    // The inner tests and their diagnostics, in this run's report.
+    const summary = /^# (Subtest|tests|suites|pass|fail|cancelled|skipped|todo|duration_ms)\b/;
+    for (const line of r.stdout.split("\n"))
+      if (/^(not )?ok \d+ - |^# /.test(line) && !summary.test(line)) t.diagnostic(line);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  });
+  return false;
 }

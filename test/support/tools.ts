@@ -23,6 +23,7 @@ const TEST_PACKAGE_OF: Record<string, string> = {
   ping: "iputils-ping",
   setpriv: "util-linux",
   unshare: "util-linux",
+  prlimit: "util-linux",
   flock: "util-linux",
   ss: "iproute2",
   "/usr/bin/python3": "python3 python3-socks",
