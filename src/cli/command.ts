@@ -17,6 +17,8 @@ export interface Invocation<O> {
   args: string[];
   /** The config file in use: --config, else $WG_EGRESS_CONFIG, else the default path. */
   configFile: string;
+  /** What config() reads: the file given (undefined = the default path, which may be absent) and the flags. */
+  source: { file: string | undefined; overrides: Record<string, unknown> };
   /** Loads and validates the config with the given flags applied (and `extra` overrides on top). */
   config(extra?: Record<string, unknown>): Promise<Config>;
 }
@@ -51,6 +53,7 @@ export function defineCommand<O>(parent: Command, spec: CommandSpec<O>): Command
       opts,
       args: self.args,
       configFile: file ?? DEFAULT_CONFIG,
+      source: { file, overrides },
       config: async (extra = {}) =>
         (await import("./common.js")).configFrom({ config: file }, { ...overrides, ...extra }),
     });
