@@ -51,6 +51,8 @@ async function waitForPort(host: string, port: number, timeoutMs: number): Promi
 }
 
 function cleanupNetwork(): void {
+  // The exit's resolver (unbound) runs until stopped: it would keep the deleted namespace alive.
+  if (dir) spawnSync("sh", ["-c", `kill "$(cat '${join(dir, "exit", "unbound.pid")}')"`]);
   const pids = [findUserspacePid(WG_IF), findUserspacePid(GW_IF)];
   spawnSync("ip", ["netns", "exec", NS, "ip", "link", "del", WG_IF]);
   spawnSync("ip", ["link", "del", GW_IF]);
