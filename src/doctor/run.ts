@@ -1,14 +1,15 @@
 import { readFileSync } from "node:fs";
 import type { Config } from "../config/schema.js";
-import { dataPathOf, NFT_TABLE } from "../gateway/plan.js";
-import { resolveProxyUid } from "../gateway/proxy-user.js";
+import { dataPathOfConfig } from "../gateway/apply.js";
+import type { DataPath } from "../gateway/model.js";
+import { readAgentReport } from "../gateway/runtime.js";
 import { observe, summarize } from "../gateway/status.js";
 import { errorMessage } from "../util/errors.js";
 import { type HostPort, parseHostPort } from "../util/hostport.js";
 import { run } from "../util/run.js";
 import { type CheckResult, fail, skip } from "./check.js";
 import {
-  dnsCheck,
+  agentCheck,
   exitReachableCheck,
   handshakeCheck,
   interfaceCheck,
@@ -20,6 +21,7 @@ import {
   routeCheck,
   ruleCheck,
 } from "./checks.js";
+import { dnsCheck, dnsProbeName, dnsRoute, probeDns } from "./dns.js";
 import { exitIpCheck, observeIps, skippedIpCheck } from "./ip-check.js";
 
 /** Gathers what the checks look at (side effects only here), then runs every check in the seed's order. */
@@ -49,16 +51,15 @@ const TUNNEL_CHECKS = [
   "ip rule fwmark",
   "nft mark rule",
   "kill switch",
+  "gateway agent",
 ];
 
-async function tunnelChecks(config: Config, uid: number): Promise<CheckResult[]> {
-  if (process.getuid?.() !== 0)
+const isRoot = () => process.getuid?.() === 0;
+
+async function tunnelChecks(config: Config, p: DataPath): Promise<CheckResult[]> {
+  if (!isRoot())
     return TUNNEL_CHECKS.map((n) => skip(n, "needs root (wg show, nft list): run doctor as root"));
-  const p = dataPathOf(config.gateway, uid);
-  const [state, chain] = await Promise.all([
-    observe(p),
-    run("nft", ["list", "chain", "inet", NFT_TABLE, "mark_proxy"], { allowFail: true }),
-  ]);
+  const state = await observe(p);
   const st = summarize(p, state, Math.floor(Date.now() / 1000));
   return [
     interfaceCheck(st),
@@ -66,32 +67,34 @@ async function tunnelChecks(config: Config, uid: number): Promise<CheckResult[]>
     exitReachableCheck(st, config.gateway.peer.endpoint),
     routeCheck(st, p),
     ruleCheck(st, p),
-    markRuleCheck(chain.code === 0 ? chain.stdout : null, p),
-    killSwitchCheck(st, state.nft?.chains ?? []),
+    markRuleCheck(state.nft?.chains.find((c) => c.name === "mark_proxy")?.rules ?? null, p),
+    killSwitchCheck(st),
+    agentCheck(readAgentReport(p.ifname)),
   ];
 }
 
 export async function runDoctor(config: Config, opts: DoctorOptions): Promise<CheckResult[]> {
-  let uid: number;
+  let p: DataPath;
   try {
-    uid = resolveProxyUid(config.gateway);
+    p = dataPathOfConfig(config);
   } catch (e) {
-    return [fail("proxy user", errorMessage(e), "create the user or set gateway.proxyUid")];
+    return [fail("proxy user", errorMessage(e), "fix the config key the message names")];
   }
   const wanted = config.proxy.listen.map((l) => parseHostPort(l) as HostPort);
-  const [tunnel, ss, ips] = await Promise.all([
-    tunnelChecks(config, uid),
+  const [tunnel, ss, ips, dns] = await Promise.all([
+    tunnelChecks(config, p),
     run("ss", ["-Hltne"], { allowFail: true }),
     opts.ipEchoUrl
       ? observeIps(config, { url: opts.ipEchoUrl, proxy: opts.proxy, timeoutMs: opts.timeoutMs })
       : null,
+    isRoot() ? probeDns(config, p.uid, dnsProbeName(opts.ipEchoUrl)) : null,
   ]);
   const listeners = parseSsListeners(ss.stdout);
   return [
     ...tunnel,
     proxyListenCheck(listeners, wanted),
-    proxyUserCheck(listeners, wanted, uid, readOrNull("/etc/passwd")),
-    dnsCheck(readOrNull("/etc/resolv.conf"), config.proxy.dns.servers),
+    proxyUserCheck(listeners, wanted, p.uid, readOrNull("/etc/passwd")),
+    dnsCheck(dnsRoute(config, p, readOrNull("/etc/resolv.conf")), dns),
     ips
       ? exitIpCheck(ips)
       : skippedIpCheck(opts.skipReason ?? "no IP echo URL: pass --ip-echo-url (or set exit.homeIpUrls)"),

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { run } from "../../src/util/run.js";
 
 /** Test helpers: long-running processes in namespaces, stopped by PID; bounded waits. No side effects on import. */
@@ -36,4 +36,22 @@ export const inNs = (ns: string, cmd: string, args: string[], input?: string) =>
 export async function curlIn(ns: string, url: string): Promise<string | null> {
   const r = await inNs(ns, "curl", ["-sf", "--max-time", "5", url]);
   return r.code === 0 ? r.stdout : null;
+}
+
+/**
+ * A new namespace `ns` (an old one of that name is deleted first) with lo up and a "WAN": veth d0
+ * 192.0.2.1/24 (peer d1) and the default route via 192.0.2.254 — nothing answers there.
+ */
+export function freshNamespace(ns: string): void {
+  spawnSync("ip", ["netns", "del", ns]);
+  execFileSync("ip", ["netns", "add", ns]);
+  for (const argv of [
+    ["ip", "link", "set", "lo", "up"],
+    ["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+    ["ip", "address", "add", "192.0.2.1/24", "dev", "d0"],
+    ["ip", "link", "set", "d0", "up"],
+    ["ip", "link", "set", "d1", "up"],
+    ["ip", "route", "add", "default", "via", "192.0.2.254"],
+  ])
+    execFileSync("ip", ["netns", "exec", ns, ...argv]);
 }
