@@ -111,6 +111,8 @@ export class GatewayAgent {
   private lastResolve = 0;
   /** The source address towards the exit at the last check (the home address, or the WAN's). */
   private homeSource: string | null = null;
+  /** An address was removed somewhere since WireGuard was last told (a home address change, e.g. DHCP). */
+  private addressGone = false;
   private lastError = "";
 
   constructor(private readonly opts: AgentOptions) {}
@@ -172,7 +174,13 @@ export class GatewayAgent {
     const w = watch(
       cmd,
       args,
-      () => this.trigger(cmd === "nft" ? "nft event" : "netlink event"),
+      (line) => {
+        // "Deleted 3: wan0    inet 198.51.100.2/24 …": an address of the host's own, not the tunnel's.
+        const gone = cmd === "ip" ? /^Deleted \d+: (\S+)\s+inet6? (\S+)/.exec(line) : null;
+        if (gone && gone[1] !== this.current?.spec.ifname && !gone[2].startsWith("fe80:"))
+          this.addressGone = true;
+        this.trigger(cmd === "nft" ? "nft event" : "netlink event");
+      },
       (reason) => {
         if (this.stopping) return;
         log.warn({ reason }, "gateway agent: a watcher ended; restarting it in 1 s");
@@ -219,16 +227,24 @@ export class GatewayAgent {
       const { spec } = this.current;
       const state = await observe(spec);
       if (state.link) this.hadLink = true;
-      // Looked at every check, so the address before a change is known even right after a (re)start;
-      // a WireGuard (re)configuration sets the endpoint itself.
-      const roam = await this.roamSteps(spec, state);
+      // The source towards the exit, looked at every check so the one before a change is known even
+      // right after a (re)start; a WireGuard (re)configuration sets the endpoint itself.
+      const endpoint = state.wg?.peers[0]?.endpoint;
+      const source = endpoint ? await sourceTowards(endpoint) : null;
+      const roam = planRoam(spec, state.wg, this.homeSource, source, this.addressGone);
       let tunnel = planTunnel(spec, state);
+      const reconfigured = tunnel.some((s) => s.kind === "wg-config");
       if (!tunnel.length) tunnel = [...(await this.endpointSteps(spec, state)), ...roam];
-      else if (!tunnel.some((s) => s.kind === "wg-config")) tunnel.push(...roam);
-      await this.repair(reason, [
+      else if (!reconfigured) tunnel.push(...roam);
+      const applied = await this.repair(reason, [
         { name: "kill switch", steps: planKillSwitch(spec, state), failures: this.killSwitchFailures },
         { name: "tunnel", steps: tunnel, failures: this.tunnelFailures },
       ]);
+      // Only once WireGuard was told (or needed not be): a deferred or failed roam is tried again.
+      if (source && (!roam.length || applied.has("tunnel"))) {
+        this.homeSource = source;
+        this.addressGone = false;
+      }
       this.lastError = "";
     } catch (e) {
       this.logError("gateway agent: check failed", e);
@@ -257,21 +273,21 @@ export class GatewayAgent {
    * The kill switch first, then the tunnel; a track waits while it is backing off (repeated failures, a
    * wireguard-go that keeps dying, a repair that does not stick), the other goes ahead.
    */
-  private async repair(reason: string, tracks: Track[]): Promise<void> {
+  private async repair(reason: string, tracks: Track[]): Promise<Set<Track["name"]>> {
+    const done = new Set<Track["name"]>();
     const planned = tracks.flatMap((t) => t.steps);
     if (!planned.length) {
       for (const t of tracks) t.failures.reset();
       this.lastApplied = "";
       this.samePlan = 0;
       this.setState("ok");
-      return;
+      return done;
     }
     const key = planned.map(describeStep).join("\n");
     this.samePlan = key === this.lastApplied ? this.samePlan + 1 : 0;
     const stuck = this.samePlan >= STUCK_AFTER;
     this.setState("repairing");
     let waitMs = Number.POSITIVE_INFINITY;
-    let applied = false;
     for (const t of tracks) {
       if (!t.steps.length) continue;
       const now = Date.now();
@@ -290,14 +306,15 @@ export class GatewayAgent {
         continue;
       }
       if (restart) this.restarts.record(now);
-      if (await this.applyTrack(reason, t)) applied = true;
+      if (await this.applyTrack(reason, t)) done.add(t.name);
       else waitMs = Math.min(waitMs, t.failures.delay(Date.now()));
     }
-    if (applied) this.lastApplied = key;
+    if (done.size) this.lastApplied = key;
     this.setState(tracks.some((t) => t.failures.active) ? "failing" : "repairing");
     if (waitMs < Number.POSITIVE_INFINITY) this.retryIn(waitMs);
     // Some repairs make no netlink event (WireGuard config, sysctl): look again to confirm.
-    if (applied) this.trigger("verify");
+    if (done.size) this.trigger("verify");
+    return done;
   }
 
   /** Applies a track's steps in order, stopping at the first failure; true when all applied. */
@@ -334,15 +351,6 @@ export class GatewayAgent {
     t.failures.reset();
     this.publish();
     return true;
-  }
-
-  /** When the home address changes, WireGuard is told at once (see planRoam). */
-  private async roamSteps(spec: UpSpec, state: GatewayState): Promise<Step[]> {
-    const endpoint = state.wg?.peers[0]?.endpoint;
-    const now = endpoint ? await sourceTowards(endpoint) : null;
-    const steps = planRoam(spec, state.wg, this.homeSource, now);
-    if (now) this.homeSource = now;
-    return steps;
   }
 
   /** A hostname endpoint is looked up again (at most every 30 s) while the handshake is stale. */

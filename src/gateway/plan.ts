@@ -281,23 +281,29 @@ export function planEndpoint(spec: UpSpec, wg: WgInterface | null, resolved: rea
 /**
  * The home address changed (DHCP, a new line): WireGuard keeps sending from the address it cached until
  * a handshake times out (about 15 s). Setting the endpoint again drops that cache, so the next packet
- * leaves from the new address and the exit follows at once. `was`/`now`: the source towards the endpoint.
+ * leaves from the new address and the exit follows at once. `was`/`now`: the source towards the
+ * endpoint at the last check and now; `addressGone`: an address was removed since (the source may look
+ * the same to us while WireGuard still holds the removed one).
  */
 export function planRoam(
   spec: UpSpec,
   wg: WgInterface | null,
   was: string | null,
   now: string | null,
+  addressGone = false,
 ): Step[] {
   const peer = wg?.peers.find((p) => p.publicKey === spec.peer.publicKey);
-  if (!peer?.endpoint || !was || !now || was === now) return [];
+  if (!peer?.endpoint || !now || (!addressGone && (!was || was === now))) return [];
   return [
     {
       kind: "run",
       part: "endpoint",
       cmd: "wg",
       args: ["set", spec.ifname, "peer", peer.publicKey, "endpoint", peer.endpoint],
-      why: `the home address changed (${was} → ${now}): send from the new one now`,
+      why:
+        was && was !== now
+          ? `the home address changed (${was} → ${now}): send from the new one now`
+          : `an address was removed: send from ${now} now`,
     },
   ];
 }

@@ -329,6 +329,12 @@ test("a DNS-name endpoint is pointed at its current address; the home address ch
     stepCommand(planRoam(s, wg, "198.51.100.2", "198.51.100.3")[0]),
     `wg set wg-egress peer ${PEER} endpoint 203.0.113.10:51820`,
   );
+  // An address removed from the host: told even when the source looks unchanged or was not known yet.
+  assert.match(
+    planRoam(s, wg, null, "198.51.100.3", true)[0].why,
+    /an address was removed: send from 198\.51\.100\.3/,
+  );
+  assert.deepEqual(planRoam(s, wg, "198.51.100.2", null, true), [], "no route yet: later");
 });
 
 test("missing peer settings and unknown users are one-line errors", () => {
