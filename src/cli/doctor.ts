@@ -46,6 +46,7 @@ export function registerDoctor(program: Command): void {
         skipReason: o.ipCheck ? undefined : "skipped (--no-ip-check)",
         proxy,
         timeoutMs: timeout * 1000,
+        configFile: o.config,
       });
       process.stdout.write(
         o.json

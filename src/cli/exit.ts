@@ -1,108 +1,36 @@
-import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
-import { DEFAULT_CONFIG_PATH } from "../config/load.js";
-import type { Config } from "../config/schema.js";
-import { renderCloudInit } from "../exit/cloud-init.js";
-import { setConfigValues } from "../exit/config-edit.js";
-import { detectHomeIp } from "../exit/home-ip.js";
-import { renderExitHost } from "../exit/host.js";
-import { exitKeysFromStore } from "../exit/keys.js";
-import { Progress } from "../exit/progress.js";
-import { HetznerClient } from "../exit/providers/hetzner/client.js";
-import { deprovision } from "../exit/providers/hetzner/deprovision.js";
-import { updateHomeIp } from "../exit/providers/hetzner/home-ip.js";
-import { formatCost } from "../exit/providers/hetzner/plan.js";
-import { endpointOf, provision } from "../exit/providers/hetzner/provision.js";
-import { findServer, type HetznerContext } from "../exit/providers/hetzner/resources.js";
-import { status } from "../exit/providers/hetzner/status.js";
-import { renderInstallScript, runOverSsh } from "../exit/ssh-install.js";
-import { sshTargetOf } from "../secrets/rotate.js";
-import { hcloudToken, openSecretsStore } from "../secrets/store.js";
-import { UserError } from "../util/errors.js";
-import { publicKeyOf } from "../wireguard/keys.js";
-import { addConfigOption, collect, configFrom } from "./common.js";
+import type { ExitOpts } from "./actions/exit.js";
+import { defineCommand, type Invocation } from "./command.js";
+import { type Flag, port, repeatable } from "./flags.js";
 
-interface Opts {
-  config?: string;
-  gatewayPublicKey?: string;
-  homeIp?: string[];
-  location?: string;
-  serverType?: string;
-  image?: string;
-  yes?: boolean;
-  setEndpoint?: boolean;
-  format?: string;
-  ssh?: string;
-  port?: string;
-  identity?: string;
-  sshOption?: string[];
-  dir?: string;
-  system?: boolean;
-}
+const GATEWAY_KEY: Flag = {
+  flags: "--gateway-public-key <key>",
+  key: "exit.gatewayPublicKey",
+  help: "the gateway's public key",
+  defaultText: "from the secrets store",
+};
 
-const print = (line: string) => process.stdout.write(`${line}\n`);
+const SSH: Flag[] = [
+  { flags: "--ssh <user@host>", key: "exit.ssh.target", help: "the machine" },
+  { flags: "--port <n>", key: "exit.ssh.port", help: "SSH port", parse: port("--port") },
+  { flags: "--identity <file>", key: "exit.ssh.identityFile", help: "SSH private key file" },
+  {
+    flags: "--ssh-option <opt>",
+    key: "exit.ssh.options",
+    help: "extra ssh -o option, repeatable",
+    parse: repeatable(),
+  },
+];
 
-function loadExitConfig(o: Opts): Config {
-  return configFrom(o, {
-    "exit.gatewayPublicKey": o.gatewayPublicKey,
-    "exit.hetzner.location": o.location,
-    "exit.hetzner.serverType": o.serverType,
-    "exit.hetzner.image": o.image,
-    "exit.ssh.target": o.ssh,
-    "exit.ssh.port": o.port === undefined ? undefined : Number(o.port),
-    "exit.ssh.identityFile": o.identity,
-    "exit.ssh.options": o.sshOption,
-    "exit.ssh.dir": o.dir,
-    "exit.ssh.system": o.system === false ? false : undefined,
-  });
-}
+const HOME_IP: Flag = {
+  flags: "--home-ip <addr>",
+  help: "allow SSH from ADDR instead of exit.sshAllowFrom or the detected home IP, repeatable",
+  parse: repeatable(),
+};
 
-async function hetzner(config: Config): Promise<HetznerContext> {
-  const progress = new Progress();
-  const client = new HetznerClient({
-    token: await hcloudToken(config.secrets),
-    endpoint: process.env.HCLOUD_ENDPOINT || undefined,
-    onRateLimited: (ms, attempt) =>
-      progress.note(
-        `rate limited by the Hetzner API: retrying in ${(ms / 1000).toFixed(1)} s (attempt ${attempt})`,
-      ),
-  });
-  return { client, exit: config.exit, progress, out: print };
-}
-
-/** Where SSH may come from: --home-ip, else exit.sshAllowFrom, else the detected home IP. */
-async function sshSources(config: Config, o: Opts): Promise<string[]> {
-  if (o.homeIp?.length) return o.homeIp;
-  if (config.exit.sshAllowFrom.length) return config.exit.sshAllowFrom;
-  return [await detectHomeIp(config.exit.homeIpUrls)];
-}
-
-/** Records the exit's endpoint (and public key when known) for the gateway: config file and secrets store. */
-async function recordEndpoint(config: Config, o: Opts, endpoint: string): Promise<void> {
-  const file = o.config ?? DEFAULT_CONFIG_PATH;
-  const values: Record<string, string> = { "gateway.peer.endpoint": endpoint };
-  const store = openSecretsStore(config.secrets);
-  if (store.exists()) {
-    const data = await store.read();
-    values["gateway.peer.publicKey"] = publicKeyOf(data.exit.privateKey);
-    if (data.endpoint !== endpoint) await store.write({ ...data, endpoint });
-  }
-  const changed = setConfigValues(file, values);
-  print(
-    changed.length
-      ? `recorded in ${file}: ${changed.map((k) => `${k} = ${values[k]}`).join(", ")}`
-      : `${file} already has endpoint ${endpoint}`,
-  );
-}
-
-async function confirmOnTty(what: string): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return /^y(es)?$/i.test((await rl.question(`delete ${what}? [y/N] `)).trim());
-  } finally {
-    rl.close();
-  }
-}
+type Action = keyof typeof import("./actions/exit.js");
+const run = (name: Action) => async (inv: Invocation<ExitOpts>) =>
+  (await import("./actions/exit.js"))[name](inv);
 
 export function registerExit(program: Command): void {
   const exit = program
@@ -111,130 +39,83 @@ export function registerExit(program: Command): void {
       "the exit VPS: render its cloud-init, install over SSH, or manage it on Hetzner Cloud (HCLOUD_TOKEN, HCLOUD_ENDPOINT)",
     );
 
-  const gwKey = (c: Command) =>
-    c.option(
-      "--gateway-public-key <key>",
-      "the gateway's public key (exit.gatewayPublicKey; default: from the secrets store)",
-    );
-
-  gwKey(addConfigOption(exit.command("render")))
-    .description(
+  defineCommand(exit, {
+    name: "render",
+    description:
       "print the exit's cloud-init user-data (or --format script: the shell setup script); holds the exit's private key",
-    )
-    .option("--format <format>", "cloud-init | script", "cloud-init")
-    .action(async (o: Opts) => {
-      const config = loadExitConfig(o);
-      if (o.format !== "cloud-init" && o.format !== "script")
-        throw new UserError(`--format ${o.format}: expected cloud-init or script`);
-      const host = renderExitHost(config.exit, await exitKeysFromStore(config, o.gatewayPublicKey));
-      process.stdout.write(o.format === "script" ? host.setupScript : renderCloudInit(config.exit, host));
-    });
-
-  gwKey(addConfigOption(exit.command("install")))
-    .description(
-      "apply the exit configuration to an existing Debian/Ubuntu machine over SSH (script and keys on stdin)",
-    )
-    .option("--ssh <user@host>", "the machine (exit.ssh.target)")
-    .option("--port <n>", "SSH port (exit.ssh.port)")
-    .option("--identity <file>", "SSH private key file (exit.ssh.identityFile)")
-    .option("--ssh-option <opt>", "extra ssh -o option, repeatable (exit.ssh.options)", collect)
-    .option("--dir <dir>", "directory for the exit's files on the machine (exit.ssh.dir)")
-    .option(
-      "--no-system",
-      "only WireGuard, nftables and sysctls: no boot unit, SSH hardening or upgrades (exit.ssh.system)",
-    )
-    .action(async (o: Opts) => {
-      const config = loadExitConfig(o);
-      const target = sshTargetOf(config);
-      if (!target) throw new UserError("where to? pass --ssh root@HOST (or set exit.ssh.target)");
-      const host = renderExitHost(config.exit, await exitKeysFromStore(config, o.gatewayPublicKey));
-      const script = renderInstallScript(config.exit, host, {
-        dir: config.exit.ssh.dir,
-        system: config.exit.ssh.system,
-      });
-      process.stdout.write(await runOverSsh(target, script));
-    });
-
-  const provisionCmd = gwKey(addConfigOption(exit.command("provision")))
-    .description(
-      "create (or find, by label) the Hetzner exit server and its firewall; record the endpoint; print the cost",
-    )
-    .option("--location <name>", "exit.hetzner.location")
-    .option("--server-type <name>", "exit.hetzner.serverType")
-    .option("--image <name>", "exit.hetzner.image")
-    .option("--home-ip <addr>", "allow SSH from ADDR instead of the detected home IP, repeatable", collect)
-    .option("--no-set-endpoint", "do not record the endpoint in the config file");
-  provisionCmd.action(async (o: Opts) => {
-    const config = loadExitConfig(o);
-    const ctx = await hetzner(config);
-    const sources = await sshSources(config, o);
-    const r = await provision(ctx, sources, async () =>
-      renderCloudInit(
-        config.exit,
-        renderExitHost(config.exit, await exitKeysFromStore(config, o.gatewayPublicKey)),
-      ),
-    );
-    print(
-      `${r.created ? "created" : "found"} server ${r.server.name} (id ${r.server.id}) ${r.server.status}, endpoint ${r.endpoint}`,
-    );
-    print(`firewall ${r.firewall.name}: udp ${config.exit.listenPort} open, ssh from ${sources.join(", ")}`);
-    if (o.setEndpoint !== false) await recordEndpoint(config, o, r.endpoint);
-    print(formatCost(config.exit.hetzner.serverType, r.cost));
+    flags: [GATEWAY_KEY, { flags: "--format <format>", help: "cloud-init | script", default: "cloud-init" }],
+    run: run("render"),
   });
 
-  addConfigOption(exit.command("status"))
-    .description("the Hetzner exit: server state and address, firewall rules, monthly cost")
-    .action(async (o: Opts) => status(await hetzner(loadExitConfig(o))));
+  defineCommand(exit, {
+    name: "install",
+    description:
+      "apply the exit configuration to an existing Debian/Ubuntu machine over SSH (script and keys on stdin)",
+    flags: [
+      GATEWAY_KEY,
+      ...SSH,
+      { flags: "--dir <dir>", key: "exit.ssh.dir", help: "directory for the exit's files on the machine" },
+      {
+        flags: "--no-system",
+        key: "exit.ssh.system",
+        help: "only WireGuard, nftables and sysctls: no boot unit, SSH hardening or upgrades",
+      },
+    ],
+    run: run("install"),
+  });
 
-  addConfigOption(exit.command("set-endpoint"))
-    .description(
+  defineCommand(exit, {
+    name: "check",
+    description:
+      "the exit's side of the runbook over SSH, read-only: interface and peer, handshake age, forwarding, masquerade, firewall, resolver; exit 1 on failure",
+    flags: [
+      ...SSH,
+      { flags: "--json", help: "machine-readable output: [{name, verdict, evidence, fix}]" },
+      { flags: "--resolve <name>", help: "a name the exit must resolve", default: "deb.debian.org" },
+    ],
+    run: run("check"),
+  });
+
+  defineCommand(exit, {
+    name: "provision",
+    description:
+      "create (or find, by name and label) the Hetzner exit server and its firewall; record the endpoint; print the cost",
+    flags: [
+      GATEWAY_KEY,
+      { flags: "--location <name>", key: "exit.hetzner.location", help: "Hetzner location" },
+      { flags: "--server-type <name>", key: "exit.hetzner.serverType", help: "Hetzner server type" },
+      { flags: "--image <name>", key: "exit.hetzner.image", help: "Hetzner image" },
+      HOME_IP,
+      { flags: "--no-set-endpoint", help: "do not record the endpoint in the config file" },
+    ],
+    run: run("provisionExit"),
+  });
+
+  defineCommand(exit, {
+    name: "status",
+    description: "the Hetzner exit: server state and address, firewall rules, reverse DNS, monthly cost",
+    run: run("exitStatus"),
+  });
+
+  defineCommand(exit, {
+    name: "set-endpoint [endpoint]",
+    description:
       "record the exit's endpoint (HOST:PORT; default: the Hetzner server's IPv4) as gateway.peer.endpoint",
-    )
-    .argument("[endpoint]", "HOST:PORT")
-    .action(async (endpoint: string | undefined, o: Opts) => {
-      const config = loadExitConfig(o);
-      let ep = endpoint;
-      if (!ep) {
-        const ctx = await hetzner(config);
-        const server = await findServer(ctx);
-        if (!server)
-          throw new UserError(
-            "no exit server found: pass the endpoint (HOST:PORT) or run wg-egress exit provision",
-            1,
-          );
-        ep = endpointOf(server, config.exit.listenPort);
-      }
-      // Validated like the config key it lands in.
-      configFrom(o, { "gateway.peer.endpoint": ep });
-      await recordEndpoint(config, o, ep);
-    });
+    run: run("setEndpoint"),
+  });
 
-  addConfigOption(exit.command("update-home-ip"))
-    .description(
-      "point the firewall's SSH rule at the current home IP; changes nothing when it already does (for a timer)",
-    )
-    .option("--home-ip <addr>", "use ADDR instead of detecting it, repeatable", collect)
-    .action(async (o: Opts) => {
-      const config = loadExitConfig(o);
-      const ctx = await hetzner(config);
-      const r = await updateHomeIp(
-        ctx,
-        o.homeIp?.length ? o.homeIp : [await detectHomeIp(config.exit.homeIpUrls)],
-      );
-      print(
-        r.changed
-          ? `updated: SSH allowed from ${r.after.join(", ")} (was ${r.before.join(", ") || "none"})`
-          : `unchanged: SSH allowed from ${r.after.join(", ")}`,
-      );
-    });
+  defineCommand(exit, {
+    name: "update-home-ip",
+    description:
+      "point the firewall's SSH rule at the current home IP (or exit.sshAllowFrom); changes nothing when it already does (for a timer)",
+    flags: [HOME_IP],
+    run: run("updateHomeIpRule"),
+  });
 
-  addConfigOption(exit.command("deprovision"))
-    .description("delete the Hetzner exit server, then its firewall (only resources carrying our labels)")
-    .option("-y, --yes", "do not ask for confirmation")
-    .action(async (o: Opts) => {
-      if (!o.yes && !process.stdin.isTTY)
-        throw new UserError("refusing to delete without confirmation: pass --yes (stdin is not a terminal)");
-      const config = loadExitConfig(o);
-      await deprovision(await hetzner(config), async (what) => o.yes || confirmOnTty(what));
-    });
+  defineCommand(exit, {
+    name: "deprovision",
+    description: "delete the Hetzner exit server, then its firewall (only resources carrying our labels)",
+    flags: [{ flags: "-y, --yes", help: "do not ask for confirmation" }],
+    run: run("deprovisionExit"),
+  });
 }

@@ -1,7 +1,5 @@
 import type { Command } from "commander";
-import { writeSecretFile } from "../gateway/keyfile.js";
-import { UserError } from "../util/errors.js";
-import { generatePrivateKey, isWireGuardKey, publicKeyOf } from "../wireguard/keys.js";
+import { defineCommand } from "./command.js";
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -9,32 +7,54 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
+interface KeygenOpts {
+  out?: string;
+  force?: boolean;
+  print?: boolean;
+}
+
 export function registerKeys(program: Command): void {
-  program
-    .command("keygen")
-    .description("create a WireGuard private key (as wg genkey); prints only the public key unless --print")
-    .option("-o, --out <file>", "write the private key to FILE (mode 0600)")
-    .option("--force", "replace an existing --out file")
-    .option("--print", "print the private key to stdout (nothing else), like wg genkey")
-    .action((o: { out?: string; force?: boolean; print?: boolean }) => {
+  defineCommand<KeygenOpts>(program, {
+    name: "keygen",
+    description: "create a WireGuard private key (as wg genkey); prints only the public key unless --print",
+    usesConfig: false,
+    flags: [
+      { flags: "-o, --out <file>", help: "write the private key to FILE (mode 0600)" },
+      { flags: "--force", help: "replace an existing --out file" },
+      { flags: "--print", help: "print the private key to stdout (nothing else), like wg genkey" },
+    ],
+    run: async ({ opts: o }) => {
+      const { UsageError } = await import("../util/errors.js");
       if (!o.out && !o.print)
-        throw new UserError("where should the private key go? pass --out FILE (0600), or --print for stdout");
+        throw new UsageError(
+          "where should the private key go? pass --out FILE (0600), or --print for stdout",
+        );
+      const { generatePrivateKey, publicKeyOf } = await import("../wireguard/keys.js");
       const key = generatePrivateKey();
       const publicKey = publicKeyOf(key); // before anything is written: a failure leaves no file behind
-      if (o.out) writeSecretFile(o.out, `${key}\n`, o.force);
+      if (o.out)
+        (await import("../secrets/atomic.js")).writeFileAtomic(o.out, `${key}\n`, 0o600, {
+          exclusive: !o.force,
+        });
       process.stdout.write(o.print ? `${key}\n` : `${publicKey}\n`);
-    });
+    },
+  });
 
-  program
-    .command("pubkey")
-    .description("read a private key on stdin and print its public key (as wg pubkey)")
-    .action(async () => {
+  defineCommand(program, {
+    name: "pubkey",
+    description: "read a private key on stdin and print its public key (as wg pubkey)",
+    usesConfig: false,
+    run: async () => {
+      const { isWireGuardKey, publicKeyOf } = await import("../wireguard/keys.js");
       const key = (await readStdin()).trim();
-      if (!isWireGuardKey(key))
-        throw new UserError(
+      if (!isWireGuardKey(key)) {
+        const { UsageError } = await import("../util/errors.js");
+        throw new UsageError(
           "stdin is not a WireGuard private key (44 characters of base64, as from wg genkey)",
         );
+      }
       // Any other failure is ours (node:crypto), and its own message says what it was.
       process.stdout.write(`${publicKeyOf(key)}\n`);
-    });
+    },
+  });
 }

@@ -2,7 +2,6 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { errorMessage, UserError } from "../util/errors.js";
-import { log } from "../util/log.js";
 
 type Register = (program: Command) => void;
 
@@ -44,9 +43,10 @@ const program = new Command()
   .option("--log-level <level>", "trace|debug|info|warn|error (also WG_EGRESS_LOG_LEVEL or config log.level)")
   .showHelpAfterError()
   .exitOverride()
-  .hook("preAction", (cmd) => {
+  .hook("preAction", async (cmd) => {
     const level = cmd.opts().logLevel as string | undefined;
-    if (level) log.level = level;
+    // The logger (pino) is loaded only by commands that log: --help and --version never do.
+    if (level) (await import("../util/log.js")).log.level = level;
   });
 
 const word = commandWord(process.argv.slice(2));
@@ -65,7 +65,7 @@ try {
     process.exitCode = err.exitCode;
   } else {
     process.stderr.write(`wg-egress: ${errorMessage(err)}\n`);
-    log.debug({ err }, "unexpected error");
+    (await import("../util/log.js")).log.debug({ err }, "unexpected error");
     process.exitCode = 1;
   }
 }

@@ -2,6 +2,13 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import { cidr, ifaceAddress, port, wgKey } from "./types.js";
 
+const hostname = z
+  .string()
+  .regex(
+    /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$/i,
+    "expected a fully qualified host name like irc.example.org",
+  );
+
 export const exitSchema = z
   .object({
     /** WireGuard interface on the exit VPS. */
@@ -16,7 +23,14 @@ export const exitSchema = z
     /** Tunnel addresses the gateway may use as source. */
     gatewayAllowedIps: z.array(cidr).default(["10.100.0.2/32"]),
     /** SSH public keys allowed to log in as root (keys only, no passwords). */
-    sshAuthorizedKeys: z.array(z.string()).default([]),
+    sshAuthorizedKeys: z.array(z.string().min(1)).default([]),
+    /**
+     * The exit needs no SSH login: provision then creates it without any key (otherwise refused), and
+     * secrets rotate / exit check cannot reach it.
+     */
+    noSsh: z.boolean().default(false),
+    /** PTR record of the exit's IPv4, set through the Hetzner API (IRC servers check reverse DNS). */
+    reverseDns: hostname.optional(),
     /**
      * The exit's caching resolver (unbound) on its tunnel address: the gateway's proxy resolves names
      * there by default. Empty forwarders = full recursion from the root servers.

@@ -37,6 +37,27 @@ export function parseConfig(raw: unknown, source = "(defaults)"): Config {
   return result.data;
 }
 
+/** A YAML parser error as one line: the message and where, without the snippet (and its dangling colon). */
+export function yamlError(file: string, e: unknown): UserError {
+  const first = (e as Error).message.split("\n")[0].replace(/:\s*$/, "");
+  return new UserError(`invalid YAML in ${file}: ${first}`);
+}
+
+/** Why a config file cannot be read, and the fix for that cause (not always "pass another file"). */
+function unreadable(file: string, code: string | undefined): UserError {
+  if (code === "EACCES") {
+    const who = process.getuid?.() === 0 ? "root" : `uid ${process.getuid?.()}`;
+    return new UserError(
+      `cannot read config ${file} as ${who}: permission denied; the file must be readable by this user (the proxy: root:wg-egress-proxy, mode 0640) and every directory above it searchable (chmod o+x, or 0755)`,
+    );
+  }
+  if (code === "ENOENT")
+    return new UserError(`cannot read config ${file}: no such file; pass an existing file with --config`);
+  if (code === "EISDIR")
+    return new UserError(`cannot read config ${file}: it is a directory; pass the config file with --config`);
+  return new UserError(`cannot read config ${file}: ${code}`);
+}
+
 /**
  * Reads the YAML config. An explicitly given path must exist; the default path may be absent,
  * in which case the embedded defaults apply (the proxy on 127.0.0.1:1080).
@@ -49,13 +70,13 @@ export function readConfigFile(path: string | undefined): { raw: Record<string, 
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (!path && code === "ENOENT") return { raw: {}, source: "(embedded defaults)" };
-    throw new UserError(`cannot read config ${file}: ${code ?? e}; pass an existing file with --config`);
+    throw unreadable(file, code ?? String(e));
   }
   let raw: unknown;
   try {
     raw = parseYaml(text) ?? {};
   } catch (e) {
-    throw new UserError(`invalid YAML in ${file}: ${(e as Error).message.split("\n")[0]}`);
+    throw yamlError(file, e);
   }
   if (typeof raw !== "object" || Array.isArray(raw))
     throw new UserError(`invalid config ${file}: expected a mapping at the top`);

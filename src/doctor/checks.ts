@@ -4,14 +4,16 @@ import { hex } from "../gateway/nft.js";
 import type { AgentReport } from "../gateway/runtime.js";
 import type { GatewayStatus } from "../gateway/status.js";
 import { formatHostPort, type HostPort } from "../util/hostport.js";
-import { type CheckResult, fail, pass, warn } from "./check.js";
+import { type CheckResult, fail, pass, skip, warn } from "./check.js";
 
 /**
  * PURE verdicts from what the gateway shows (`gateway status` data, `ss`, nft text, /etc files).
  * Each follows a step of the seed's troubleshooting section, with the fix spelled out.
  */
 
-const UP = "wg-egress gateway up --config <file>";
+/** Stands for `--config FILE` in the fixes; runDoctor puts in the file in use (nothing for the default). */
+export const CONFIG_ARG = " --config <file>";
+const UP = `wg-egress gateway up${CONFIG_ARG}`;
 
 export function interfaceCheck(st: GatewayStatus): CheckResult {
   const name = "tunnel interface";
@@ -30,6 +32,7 @@ export function interfaceCheck(st: GatewayStatus): CheckResult {
 export function handshakeCheck(st: GatewayStatus): CheckResult {
   const name = "tunnel handshake";
   const hint = "see 'exit reachable'; `wg show` on the exit should list this gateway's key";
+  if (!st.present) return skip(name, `no interface ${st.interface} (see 'tunnel interface')`);
   if (!st.peer)
     return fail(name, `${st.interface} has no peer`, `set gateway.peer in the config, then ${UP}`);
   const age = st.peer.handshakeAgeSeconds;
@@ -43,6 +46,7 @@ export function handshakeCheck(st: GatewayStatus): CheckResult {
 export function exitReachableCheck(st: GatewayStatus, endpoint: string | undefined): CheckResult {
   const name = "exit reachable (UDP)";
   const where = st.peer?.endpoint ?? endpoint ?? "(no endpoint)";
+  if (!st.present) return skip(name, `no interface ${st.interface} (see 'tunnel interface')`);
   if (!st.peer) return fail(name, "no peer configured", "set gateway.peer.endpoint and publicKey");
   const age = st.peer.handshakeAgeSeconds;
   if (age !== null && age < 150)
@@ -158,7 +162,7 @@ export function parseSsListeners(text: string): Listener[] {
 }
 
 const WILDCARD = new Set(["0.0.0.0", "::", "*"]);
-const sameAddr = (a: string, b: string) => {
+export const sameAddr = (a: string, b: string) => {
   if (a === b) return true;
   try {
     return ipaddr.process(a).toString() === ipaddr.process(b).toString();
@@ -185,7 +189,7 @@ export function proxyListenCheck(listeners: readonly Listener[], wanted: readonl
     return fail(
       name,
       `nothing listens on ${shown(missing)}`,
-      "start the proxy (systemctl start wg-egress-proxy, or wg-egress proxy --config <file>); check its log",
+      `start the proxy (systemctl start wg-egress-proxy, or wg-egress proxy${CONFIG_ARG}); check its log`,
     );
   if (wanted.some((w) => WILDCARD.has(w.host)))
     return warn(

@@ -60,8 +60,12 @@ export function dnsRoute(config: Config, p: DataPath, resolvConf: string | null)
   };
 }
 
-/** PURE verdict from the route and the query made as the proxy's uid (null: not made). */
-export function dnsCheck(route: DnsRoute, probe: DnsProbe | null): CheckResult {
+/** PURE verdict from the route and the query made as the proxy's uid (null: not made, `why`). */
+export function dnsCheck(
+  route: DnsRoute,
+  probe: DnsProbe | null,
+  why = "needs root to query as the proxy's uid",
+): CheckResult {
   const list = (vs: readonly Via[]) =>
     route.servers
       .filter((s) => vs.includes(s.via))
@@ -70,7 +74,7 @@ export function dnsCheck(route: DnsRoute, probe: DnsProbe | null): CheckResult {
   const all = list(["tunnel", "lan", "local"]);
   const source = route.system ? "the system resolver (/etc/resolv.conf)" : "proxy.dns.servers";
   if (!route.servers.length) return fail(NAME, `no resolver: ${source} lists none`, "set proxy.dns.servers");
-  if (!probe) return skip(NAME, `needs root to query as the proxy's uid (resolvers: ${all})`);
+  if (!probe) return skip(NAME, `${why} (resolvers: ${all})`);
   const local = list(["local"]);
   const lan = list(["lan"]);
   if (!probe.answered) {
@@ -113,6 +117,13 @@ export function dnsProbeName(url: string | null): string {
   } catch {
     return "example.com";
   }
+}
+
+/** Why the query is not made, or null: it needs root, and a gateway (without one there is no tunnel). */
+export function noDnsProbe(config: Config, root: boolean): string | null {
+  if (!config.gateway.peer.endpoint && !config.gateway.peer.publicKey)
+    return "no tunnel configured (gateway.peer): not queried";
+  return root ? null : "needs root to query as the proxy's uid";
 }
 
 /** Resolves `name` with the proxy's DNS settings in a process running as the proxy's uid. */

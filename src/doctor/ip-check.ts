@@ -118,9 +118,11 @@ export function exitIpCheck(o: IpObservation): CheckResult {
     return fail(
       name,
       `request through the proxy failed: ${o.proxied.error}`,
-      /ECONNRESET|closed the connection/.test(o.proxied.error)
-        ? "the proxy dropped this host before answering: add the gateway's own address to proxy.allowClients (--allow-client), or run doctor where the proxy admits it"
-        : "with the tunnel or a rule broken the path fails closed (no leak): fix the failing checks above first; else see the proxy log",
+      /not a SOCKS5 server/.test(o.proxied.error)
+        ? "another program answers on the proxy's address: check proxy.listen (or --proxy) and what listens there (ss -ltnp)"
+        : /ECONNRESET|closed the connection/.test(o.proxied.error)
+          ? "the proxy dropped this host before answering: add the gateway's own address to proxy.allowClients (--allow-client), or run doctor where the proxy admits it"
+          : "with the tunnel or a rule broken the path fails closed (no leak): fix the failing checks above first; else see the proxy log",
     );
   const got = o.proxied.ip;
   const about = `${o.url} sees ${got} through the proxy, ${direct ?? `direct failed (${"error" in o.direct ? o.direct.error : ""})`} directly`;

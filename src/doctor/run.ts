@@ -1,15 +1,17 @@
 import { readFileSync } from "node:fs";
 import type { Config } from "../config/schema.js";
+import { shellQuote } from "../exit/ssh-install.js";
 import { dataPathOfConfig } from "../gateway/apply.js";
 import type { DataPath } from "../gateway/model.js";
 import { readAgentReport } from "../gateway/runtime.js";
 import { observe, summarize } from "../gateway/status.js";
 import { errorMessage } from "../util/errors.js";
-import { type HostPort, parseHostPort } from "../util/hostport.js";
+import { formatHostPort, type HostPort, parseHostPort } from "../util/hostport.js";
 import { run } from "../util/run.js";
 import { type CheckResult, fail, skip } from "./check.js";
 import {
   agentCheck,
+  CONFIG_ARG,
   exitReachableCheck,
   handshakeCheck,
   interfaceCheck,
@@ -20,8 +22,9 @@ import {
   proxyUserCheck,
   routeCheck,
   ruleCheck,
+  sameAddr,
 } from "./checks.js";
-import { dnsCheck, dnsProbeName, dnsRoute, probeDns } from "./dns.js";
+import { dnsCheck, dnsProbeName, dnsRoute, noDnsProbe, probeDns } from "./dns.js";
 import { exitIpCheck, observeIps, skippedIpCheck } from "./ip-check.js";
 
 /** Gathers what the checks look at (side effects only here), then runs every check in the seed's order. */
@@ -33,6 +36,8 @@ export interface DoctorOptions {
   /** The proxy address to test; default proxy.listen[0]. */
   proxy?: HostPort;
   timeoutMs?: number;
+  /** The config file in use, put into the fixes (undefined: the default path, no --config needed). */
+  configFile?: string;
 }
 
 const readOrNull = (path: string) => {
@@ -81,22 +86,37 @@ export async function runDoctor(config: Config, opts: DoctorOptions): Promise<Ch
     return [fail("proxy user", errorMessage(e), "fix the config key the message names")];
   }
   const wanted = config.proxy.listen.map((l) => parseHostPort(l) as HostPort);
-  const [tunnel, ss, ips, dns] = await Promise.all([
+  const noProbe = noDnsProbe(config, isRoot());
+  const [tunnel, ss, dns] = await Promise.all([
     tunnelChecks(config, p),
     run("ss", ["-Hltne"], { allowFail: true }),
-    opts.ipEchoUrl
-      ? observeIps(config, { url: opts.ipEchoUrl, proxy: opts.proxy, timeoutMs: opts.timeoutMs })
-      : null,
-    isRoot() ? probeDns(config, p.uid, dnsProbeName(opts.ipEchoUrl)) : null,
+    noProbe === null ? probeDns(config, p.uid, dnsProbeName(opts.ipEchoUrl)) : null,
   ]);
   const listeners = parseSsListeners(ss.stdout);
-  return [
+  // Through a proxy that is not there, the decisive check could only fail for that reason: said once, above.
+  const tested = opts.proxy ?? wanted[0];
+  const listening = listeners.some(
+    (l) =>
+      l.port === tested.port && (sameAddr(l.host, tested.host) || ["0.0.0.0", "::", "*"].includes(l.host)),
+  );
+  const ips =
+    opts.ipEchoUrl && listening
+      ? await observeIps(config, { url: opts.ipEchoUrl, proxy: opts.proxy, timeoutMs: opts.timeoutMs })
+      : null;
+  const results = [
     ...tunnel,
     proxyListenCheck(listeners, wanted),
     proxyUserCheck(listeners, wanted, p.uid, readOrNull("/etc/passwd")),
-    dnsCheck(dnsRoute(config, p, readOrNull("/etc/resolv.conf")), dns),
+    dnsCheck(dnsRoute(config, p, readOrNull("/etc/resolv.conf")), dns, noProbe ?? undefined),
     ips
       ? exitIpCheck(ips)
-      : skippedIpCheck(opts.skipReason ?? "no IP echo URL: pass --ip-echo-url (or set exit.homeIpUrls)"),
+      : skippedIpCheck(
+          opts.ipEchoUrl
+            ? `not tried: nothing listens on ${formatHostPort(tested)} (see 'proxy listening')`
+            : (opts.skipReason ?? "no IP echo URL: pass --ip-echo-url (or set exit.homeIpUrls)"),
+        ),
   ];
+  const f = opts.configFile;
+  const file = f ? ` --config ${/^[\w@%+=:,./-]+$/.test(f) ? f : shellQuote(f)}` : "";
+  return results.map((r) => (r.fix ? { ...r, fix: r.fix.replaceAll(CONFIG_ARG, file) } : r));
 }

@@ -24,7 +24,7 @@ export class SocksReplyError extends Error {
 }
 
 /** Feeds incoming bytes to `parse` until it has a whole message; leftover bytes go back to the socket. */
-function readMessage<T>(sock: Socket, parse: (b: Uint8Array) => Parsed<T>): Promise<T> {
+function readMessage<T>(sock: Socket, parse: (b: Uint8Array) => Parsed<T>, proxy: HostPort): Promise<T> {
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const onData = (d: Buffer) => {
@@ -32,7 +32,8 @@ function readMessage<T>(sock: Socket, parse: (b: Uint8Array) => Parsed<T>): Prom
       const r = parse(buf);
       if (r.status === "more") return;
       cleanup();
-      if (r.status === "error") return reject(new Error(`bad answer from the proxy: ${r.message}`));
+      if (r.status === "error")
+        return reject(new Error(`bad answer from ${proxy.host}:${proxy.port}: ${r.message}`));
       if (buf.length > r.length) sock.unshift(buf.subarray(r.length));
       resolve(r.value);
     };
@@ -50,6 +51,18 @@ function readMessage<T>(sock: Socket, parse: (b: Uint8Array) => Parsed<T>): Prom
 const twoBytes = (b: Uint8Array): Parsed<number[]> =>
   b.length < 2 ? MORE : { status: "ok", value: [b[0], b[1]], length: 2 };
 
+/** The method choice; anything but VER 5 is some other server on that port (an HTTP one says "HT…"). */
+const methodChoice = (b: Uint8Array): Parsed<number> => {
+  if (b.length && b[0] !== 5) {
+    const text = Buffer.from(b.subarray(0, 40)).toString("latin1").split(/\r?\n/)[0];
+    const shown = /^[\x20-\x7e]+$/.test(text)
+      ? `"${text}"`
+      : `bytes ${Buffer.from(b.subarray(0, 8)).toString("hex")}`;
+    return { status: "error", message: `not a SOCKS5 server: it answered ${shown}` };
+  }
+  return b.length < 2 ? MORE : { status: "ok", value: b[1], length: 2 };
+};
+
 /** Resolves with a socket relayed to host:port (a name is resolved by the proxy), or rejects. */
 export async function socksConnect(
   proxy: HostPort,
@@ -63,14 +76,20 @@ export async function socksConnect(
     await new Promise<void>((resolve, reject) => sock.once("connect", resolve).once("error", reject));
     const auth = opts.username !== undefined;
     sock.write(serializeGreeting(auth ? [METHOD.noAuth, METHOD.userPass] : [METHOD.noAuth]));
-    const [, method] = await readMessage(sock, twoBytes);
+    const method = await readMessage(sock, methodChoice, proxy);
+    if (method === METHOD.noAcceptable)
+      throw new Error(
+        auth
+          ? "the proxy accepts neither no authentication nor our username/password"
+          : "the proxy requires authentication: doctor logs in as the first of proxy.users",
+      );
     if (method === METHOD.userPass && auth) {
       sock.write(serializeAuthRequest({ username: opts.username!, password: opts.password ?? "" }));
-      const [, status] = await readMessage(sock, twoBytes);
+      const [, status] = await readMessage(sock, twoBytes, proxy);
       if (status !== 0) throw new Error("the proxy rejected the username/password");
     } else if (method !== METHOD.noAuth) throw new Error(`the proxy wants auth method ${method}`);
     sock.write(serializeRequest(CMD.connect, host, port));
-    const reply = await readMessage(sock, parseReply);
+    const reply = await readMessage(sock, parseReply, proxy);
     if (reply.code !== 0) throw new SocksReplyError(reply.code);
     return sock;
   } catch (e) {

@@ -18,7 +18,8 @@ export function renderCloudInit(exit: ExitConfig, host: ExitHost): string {
     // Keys only; root logs in with the configured keys (cloud-init would otherwise point root at the default user).
     ssh_pwauth: false,
     disable_root: false,
-    ssh_authorized_keys: exit.sshAuthorizedKeys,
+    // The cloud-config schema wants at least one key here: no keys, no key (Hetzner's ssh_keys may add some).
+    ...(exit.sshAuthorizedKeys.length ? { ssh_authorized_keys: exit.sshAuthorizedKeys } : {}),
     write_files: [
       {
         path: `${DIR}/${exit.interface}.conf`,

@@ -181,13 +181,8 @@ ${Object.entries(sysctls)
   .join("\n")}
 # Firewall first: nothing is reachable or forwarded before the rules are in place.
 nft -f "$DIR/exit.nft"
-if ! ip link show dev ${ifname} >/dev/null 2>&1; then
-  ip link add dev ${ifname} type wireguard 2>/dev/null || wireguard-go ${ifname}
-fi
-wg syncconf ${ifname} "$DIR/${ifname}.conf"
-${addresses.map((a) => `ip address replace ${a} dev ${ifname}`).join("\n")}
-ip link set dev ${ifname} mtu ${opts.mtu ?? DEFAULT_MTU} up
-# The gateway's resolver on the tunnel address: names are resolved here, never by the home ISP.
+# The gateway's resolver on the tunnel address (bound even before the tunnel is up): names are resolved
+# here, never by the home ISP. Set up before the tunnel, so a key change (rotate) is not held up by it.
 resolver_ready() { command -v unbound >/dev/null 2>&1${exit.dns.dnssec ? ` && [ -s ${ROOT_KEY} ]` : ""}; }
 if ! resolver_ready; then
   if command -v apt-get >/dev/null 2>&1; then
@@ -195,19 +190,28 @@ if ! resolver_ready; then
   fi
 fi
 if resolver_ready; then
-  cat > "$DIR/unbound.conf" <<WG_EGRESS_EOF
+  cat > "$DIR/unbound.conf.new" <<WG_EGRESS_EOF
 ${unboundConfig}WG_EGRESS_EOF
-  unbound-checkconf "$DIR/unbound.conf" >/dev/null
-  # Restarted, not reloaded: after dropping privileges unbound cannot read its (0600) config again.
-  if [ -s "$DIR/unbound.pid" ]; then
-    pid=$(cat "$DIR/unbound.pid")
+  unbound-checkconf "$DIR/unbound.conf.new" >/dev/null
+  pid=$(cat "$DIR/unbound.pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && cmp -s "$DIR/unbound.conf.new" "$DIR/unbound.conf"; then
+    rm -f "$DIR/unbound.conf.new"
+  else
+    mv "$DIR/unbound.conf.new" "$DIR/unbound.conf"
+    # Restarted, not reloaded: after dropping privileges unbound cannot read its (0600) config again.
     i=0
-    while kill "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    while [ -n "$pid" ] && kill "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    unbound -c "$DIR/unbound.conf"
   fi
-  unbound -c "$DIR/unbound.conf"
 else
   echo "wg-egress: unbound${exit.dns.dnssec ? " or dns-root-data" : ""} is missing: the gateway cannot resolve names at the exit until it is installed (or set proxy.dns.servers on the gateway)" >&2
 fi
+if ! ip link show dev ${ifname} >/dev/null 2>&1; then
+  ip link add dev ${ifname} type wireguard 2>/dev/null || wireguard-go ${ifname}
+fi
+wg syncconf ${ifname} "$DIR/${ifname}.conf"
+${addresses.map((a) => `ip address replace ${a} dev ${ifname}`).join("\n")}
+ip link set dev ${ifname} mtu ${opts.mtu ?? DEFAULT_MTU} up
 `;
   return { wgConfig, nftRuleset, sysctls, unboundConfig, setupScript };
 }

@@ -6,9 +6,9 @@ import type { ExitKeys } from "./host.js";
 
 /**
  * The exit's keys for rendering: its private key from the secrets store; the gateway's public key from
- * `gatewayPublicKey` (flag), exit.gatewayPublicKey, or derived from the stored gateway private key.
+ * exit.gatewayPublicKey, or derived from the stored gateway private key.
  */
-export async function exitKeysFromStore(config: Config, gatewayPublicKey?: string): Promise<ExitKeys> {
+export async function exitKeysFromStore(config: Config): Promise<ExitKeys> {
   const store = openSecretsStore(config.secrets);
   if (!store.exists())
     throw new UserError(
@@ -17,7 +17,6 @@ export async function exitKeysFromStore(config: Config, gatewayPublicKey?: strin
   const data = await store.read();
   return {
     privateKey: data.exit.privateKey,
-    gatewayPublicKey:
-      gatewayPublicKey ?? config.exit.gatewayPublicKey ?? publicKeyOf(data.gateway.privateKey),
+    gatewayPublicKey: config.exit.gatewayPublicKey ?? publicKeyOf(data.gateway.privateKey),
   };
 }

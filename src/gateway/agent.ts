@@ -223,9 +223,14 @@ export class GatewayAgent {
 
   private async check(reason: string): Promise<void> {
     try {
+      // What is there first, then the config: a change made by someone else meanwhile (secrets rotate
+      // writes the config, then sets the interface) is never undone with an older config.
+      const before = this.current!.spec;
+      let state = await observe(before);
       this.current = this.reload();
       const { spec } = this.current;
-      const state = await observe(spec);
+      if (spec.table !== before.table || spec.rulePriority !== before.rulePriority)
+        state = await observe(spec);
       if (state.link) this.hadLink = true;
       // The source towards the exit, looked at every check so the one before a change is known even
       // right after a (re)start; a WireGuard (re)configuration sets the endpoint itself.

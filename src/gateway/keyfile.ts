@@ -1,43 +1,8 @@
-import {
-  chmodSync,
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { UserError } from "../util/errors.js";
 import { isWireGuardKey } from "../wireguard/keys.js";
-
-/** Private key files: created 0600 (never wider, even for a moment), refused when others can read them. */
-
-/** Writes `content` to a new 0600 file; an existing file is kept unless `force`. */
-export function writeSecretFile(path: string, content: string, force = false): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  let fd: number;
-  try {
-    fd = openSync(path, force ? "w" : "wx", 0o600);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "EEXIST")
-      throw new UserError(`${path} already exists: keep it, or pass --force to replace it`);
-    throw new UserError(`cannot write ${path}: ${code ?? e}`, 1);
-  }
-  try {
-    // The mode of open() applies only to new files; --force on an old 0644 file must not keep 0644.
-    chmodSync(path, 0o600);
-    writeSync(fd, content);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** Reads and checks a private key file; `key` names the config key for the error message. */
 export function readPrivateKeyFile(path: string, key = "gateway.privateKeyFile"): string {

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { stringify } from "yaml";
 import { parseConfig } from "../config/load.js";
 import { renderExitHost } from "../exit/host.js";
-import { writeSecretFile } from "../gateway/keyfile.js";
+import { writeFileAtomic } from "../secrets/atomic.js";
 import { UserError } from "../util/errors.js";
 import { run } from "../util/run.js";
 import { generatePrivateKey, publicKeyOf } from "../wireguard/keys.js";
@@ -112,7 +112,7 @@ export async function labUp(): Promise<void> {
 
   const gwKey = generatePrivateKey();
   const exitKey = generatePrivateKey();
-  writeSecretFile(`${STATE_DIR}/gateway.key`, `${gwKey}\n`, true);
+  writeFileAtomic(`${STATE_DIR}/gateway.key`, `${gwKey}\n`, 0o600);
   const raw = labConfig({ gatewayPublic: publicKeyOf(gwKey), exitPublic: publicKeyOf(exitKey) });
   writeFileSync(CONFIG_FILE, stringify(raw), { mode: 0o644 });
   const config = parseConfig(raw, CONFIG_FILE);

@@ -3,9 +3,12 @@ import type { Config } from "../config/schema.js";
 
 /**
  * Prometheus alerting rules: the seed's thresholds (handshake older than 150 s = stale, 300 s = down)
- * plus what only wg-egress knows (kill switch, exit IP check, proxy failures). The same groups go into
- * the Kubernetes PrometheusRule. PURE.
+ * plus what only wg-egress knows (tunnel state, kill switch, exit IP check, proxy failures). The same
+ * groups go into the Kubernetes PrometheusRule. PURE.
  */
+
+/** The gateway exporter's scrape job, as the rules expect it (`render k8s` sets it; name a plain Prometheus' job so). */
+export const GATEWAY_JOB = "wg-egress-gateway";
 
 export interface Rule {
   alert: string;
@@ -23,8 +26,10 @@ export interface RuleGroup {
 const DOCTOR = "Run `wg-egress doctor` on the gateway: it names the broken part and the fix.";
 
 export function alertGroups(config: Config): RuleGroup[] {
-  const sel = `{interface="${config.gateway.interface}"}`;
+  const ifname = config.gateway.interface;
+  const sel = `{interface="${ifname}"}`;
   const delay = `wireguard_latest_handshake_delay_seconds${sel}`;
+  const gatewayUp = `up{job="${GATEWAY_JOB}"}`;
   const rules: Rule[] = [
     {
       alert: "WgEgressTunnelStale",
@@ -38,23 +43,29 @@ export function alertGroups(config: Config): RuleGroup[] {
     },
     {
       alert: "WgEgressTunnelDown",
-      expr: `${delay} > 300`,
+      // One series per interface, whichever way it is down: the exporter's verdict (link down, no
+      // tunnel route, no handshake for 300 s), the handshake age alone (upstream's exporter), or the
+      // interface gone or without its peer (no wireguard_* series) while the exporter itself answers.
+      expr: [
+        `max by (interface) (wg_egress_tunnel_state{interface="${ifname}",state="down"}) == 1`,
+        `max by (interface) (${delay}) > 300`,
+        `(absent(wireguard_latest_handshake_seconds${sel}) and on () max(${gatewayUp}) == 1)`,
+      ].join("\nor "),
       for: "1m",
       labels: { severity: "critical" },
       annotations: {
-        summary: "wg-egress tunnel is down (last handshake {{ $value | humanizeDuration }} ago)",
-        description: `Proxied connections fail (the kill switch refuses them) until the tunnel is back. Check the exit VPS and UDP ${config.exit.listenPort}. ${DOCTOR}`,
+        summary: "wg-egress tunnel {{ $labels.interface }} is down",
+        description: `The gateway reports the tunnel down (link down, no route in table ${config.gateway.table}, no handshake for over 300 s), or the interface or its peer is gone. Proxied connections fail (the kill switch refuses them) until the tunnel is back. Check the exit VPS and UDP ${config.exit.listenPort}. ${DOCTOR}`,
       },
     },
     {
       alert: "WgEgressExporterAbsent",
-      expr: `absent(${delay})`,
+      expr: `absent(${gatewayUp}) or max by (job) (${gatewayUp}) == 0`,
       for: "5m",
       labels: { severity: "warning" },
       annotations: {
-        summary: "no WireGuard metrics from the wg-egress gateway",
-        description:
-          "The exporter (wg-egress metrics, port 9586) is not scraped or the interface is gone; tunnel alerts cannot fire meanwhile.",
+        summary: "the wg-egress gateway exporter is not scraped",
+        description: `No target of job ${GATEWAY_JOB} is up: \`wg-egress metrics\` (port 9586) is stopped or unreachable, or Prometheus scrapes it under another job name (these rules expect job="${GATEWAY_JOB}"). Tunnel and kill-switch alerts cannot fire meanwhile.`,
       },
     },
     {
@@ -93,5 +104,5 @@ export function alertGroups(config: Config): RuleGroup[] {
 
 /** A rules file for `rule_files:` of a plain Prometheus (`promtool check rules` accepts it). */
 export function renderAlerts(config: Config): string {
-  return `# Rendered by \`wg-egress render alerts\`.\n${stringify({ groups: alertGroups(config) })}`;
+  return `# Rendered by \`wg-egress render alerts\`.\n${stringify({ groups: alertGroups(config) }, { lineWidth: 0 })}`;
 }

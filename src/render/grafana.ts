@@ -1,10 +1,10 @@
 import type { Config } from "../config/schema.js";
 
 /**
- * The Grafana dashboard (JSON model, schemaVersion 39): tunnel state with the seed's thresholds
- * (green < 150 s, stale < 300 s, down above), handshake age, throughput in/out, kill switch, proxy
- * connections and refusals. The data source is a template variable, so it imports into any Grafana.
- * PURE.
+ * The Grafana dashboard (JSON model, schemaVersion 39): the tunnel state the exporter reports, the
+ * handshake age with the seed's thresholds (green < 150 s, stale < 300 s, down above), throughput
+ * in/out, kill switch, proxy connections and refusals. The data source is a template variable, so it
+ * imports into any Grafana. PURE.
  */
 
 // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's variable syntax, not a JS template
@@ -88,8 +88,25 @@ const boolStat = (
     description,
   );
 
-/** The seed's tunnel verdict, as colours and words. */
+/** The seed's handshake-age thresholds (up < 150 s, stale < 300 s, down above). */
 const SEED_THRESHOLDS = thresholds(["green", null], ["orange", 150], ["red", 300]);
+
+/**
+ * The state the exporter reports (wg_egress_tunnel_state, 1 for the current state) as one number for a
+ * stat panel: the worst state present wins, and no series at all (exporter not scraped) is 3.
+ */
+const TUNNEL_STATE = [
+  `max(wg_egress_tunnel_state{${IF},state="down"} == 1) * 2`,
+  `max(wg_egress_tunnel_state{${IF},state="stale"} == 1)`,
+  `max(wg_egress_tunnel_state{${IF},state="up"} == 1) * 0`,
+  "vector(3)",
+].join(" or ");
+const STATE_WORDS = [
+  ["UP", "green"],
+  ["STALE", "orange"],
+  ["DOWN", "red"],
+  ["NO METRICS", "red"],
+] as const;
 
 export function dashboard(config: Config): Record<string, unknown> {
   const ifname = config.gateway.interface;
@@ -99,26 +116,19 @@ export function dashboard(config: Config): Record<string, unknown> {
       "stat",
       "Tunnel state",
       { x: 0, y: 0, w: 6, h: 6 },
-      [{ expr: `max(wireguard_latest_handshake_delay_seconds{${IF}})`, legendFormat: "{{interface}}" }],
+      [{ expr: TUNNEL_STATE, legendFormat: "state" }],
       {
-        unit: "s",
-        thresholds: SEED_THRESHOLDS,
+        thresholds: thresholds(["green", null], ["orange", 1], ["red", 2]),
         mappings: [
           {
-            type: "range",
-            options: { from: 0, to: 149.999, result: { text: "UP", color: "green", index: 0 } },
-          },
-          {
-            type: "range",
-            options: { from: 150, to: 299.999, result: { text: "STALE", color: "orange", index: 1 } },
-          },
-          {
-            type: "range",
-            options: { from: 300, to: null, result: { text: "DOWN", color: "red", index: 2 } },
+            type: "value",
+            options: Object.fromEntries(
+              STATE_WORDS.map(([text, color], i) => [String(i), { text, color, index: i }]),
+            ),
           },
         ],
       },
-      "From the latest handshake's age: up < 150 s, stale < 300 s, down above (the seed's thresholds).",
+      "wg_egress_tunnel_state, the gateway's own verdict (as `gateway status`): UP = handshake < 150 s ago, STALE < 300 s, DOWN = older or never, link down, interface gone or no tunnel route; NO METRICS = the exporter is not scraped.",
     ),
     boolStat(
       2,
@@ -243,10 +253,11 @@ export function dashboard(config: Config): Record<string, unknown> {
           type: "query",
           datasource: DS,
           query: {
-            query: "label_values(wireguard_latest_handshake_delay_seconds, interface)",
+            // The exporter reports the state of its interface even while the interface is gone.
+            query: "label_values(wg_egress_tunnel_state, interface)",
             refId: "interface",
           },
-          definition: "label_values(wireguard_latest_handshake_delay_seconds, interface)",
+          definition: "label_values(wg_egress_tunnel_state, interface)",
           current: { text: ifname, value: ifname, selected: true },
           refresh: 2,
           includeAll: false,

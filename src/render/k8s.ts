@@ -4,7 +4,7 @@ import { stringify } from "yaml";
 import type { Config } from "../config/schema.js";
 import { UserError } from "../util/errors.js";
 import { formatHostPort, type HostPort, parseHostPort } from "../util/hostport.js";
-import { alertGroups } from "./alerts.js";
+import { alertGroups, GATEWAY_JOB } from "./alerts.js";
 import { renderGrafana } from "./grafana.js";
 
 /**
@@ -36,16 +36,19 @@ const kind = (host: string) => {
   return ipaddr.process(host).range() === "loopback" ? "loopback" : "routable";
 };
 
-/** Where Prometheus (outside the gateway) must connect for an endpoint listening on `listen`. */
-function scrapeTarget(listen: HostPort, gateway: string, key: string, warnings: string[]): string {
-  if (isIP(listen.host) && kind(listen.host) !== "routable") {
-    if (kind(listen.host) === "loopback")
-      warnings.push(
-        `${key} is ${formatHostPort(listen)}: Prometheus cannot reach loopback; set ${key} to ${formatHostPort({ host: gateway, port: listen.port })}`,
-      );
-    return formatHostPort({ host: gateway, port: listen.port });
-  }
-  return formatHostPort(listen);
+/**
+ * Where Prometheus (outside the gateway) must connect for an endpoint listening on `listen`: a wildcard
+ * listener is reached at the gateway's LAN address; a loopback one cannot be reached at all, and a target
+ * where nothing listens would only fail silently in Prometheus: refused, with the fix.
+ */
+function scrapeTarget(listen: HostPort, gateway: string, key: string): string {
+  if (isIP(listen.host) && kind(listen.host) === "loopback")
+    throw new UserError(
+      `${key} is ${formatHostPort(listen)} (loopback): Prometheus in the cluster cannot reach it, and nothing listens on ${formatHostPort({ host: gateway, port: listen.port })}; set ${key} to ${formatHostPort({ host: gateway, port: listen.port })} (or ${formatHostPort({ host: isIP(gateway) === 6 ? "::" : "0.0.0.0", port: listen.port })})`,
+    );
+  return formatHostPort(
+    isIP(listen.host) && kind(listen.host) === "wildcard" ? { host: gateway, port: listen.port } : listen,
+  );
 }
 
 export function k8sObjects(config: Config, opts: K8sOptions): K8sResult {
@@ -95,15 +98,15 @@ export function k8sObjects(config: Config, opts: K8sOptions): K8sResult {
     },
     scrape(
       `${opts.name}-gateway`,
-      scrapeTarget(parseHostPort(config.gateway.metrics) as HostPort, address, "gateway.metrics", warnings),
-      "wg-egress-gateway",
+      scrapeTarget(parseHostPort(config.gateway.metrics) as HostPort, address, "gateway.metrics"),
+      GATEWAY_JOB,
     ),
   ];
   if (config.proxy.metrics)
     objects.push(
       scrape(
         `${opts.name}-proxy`,
-        scrapeTarget(parseHostPort(config.proxy.metrics) as HostPort, address, "proxy.metrics", warnings),
+        scrapeTarget(parseHostPort(config.proxy.metrics) as HostPort, address, "proxy.metrics"),
         "wg-egress-proxy",
       ),
     );

@@ -1,10 +1,14 @@
+import { isIP } from "node:net";
+import ipaddr from "ipaddr.js";
 import type { Config } from "../config/schema.js";
 import { parseHostPort } from "../util/hostport.js";
 import { CONFIG, type Directives, EXEC, proxyUser, serviceSpecs } from "./services.js";
 
 /**
- * A NixOS module equivalent to the seed's vpn-egress.nix: options enable, package, configFile,
- * proxyUid, metrics.enable, openFirewall; the same three services as `render systemd`. PURE.
+ * A NixOS module equivalent to the seed's vpn-egress.nix: options enable, src, package (built from src by
+ * default: buildNpmPackage with the lock file's own hashes, importNpmLock), configFile, proxyUid,
+ * metrics.enable, openFirewall (the proxy port and the metrics ports that listen beyond loopback); the same
+ * three services as `render systemd`. PURE.
  */
 
 // biome-ignore lint/suspicious/noTemplateCurlyInString: Nix interpolation, not a JS template
@@ -41,15 +45,32 @@ function unitAttrs(unit: Directives): string[] {
 
 const indent = (lines: string[], n: number) => lines.map((l) => `${" ".repeat(n)}${l}`).join("\n");
 
-export function renderNixos(config: Config): string {
-  const user = proxyUser(config);
-  const ports = [
+/** The ports of listen addresses other hosts can reach (a loopback listener needs no open port). */
+function reachablePorts(listens: readonly string[]): number[] {
+  return [
     ...new Set(
-      config.proxy.listen
+      listens
         .map((l) => parseHostPort(l))
-        .flatMap((hp) => (typeof hp === "string" ? [] : [hp.port])),
+        .flatMap((hp) =>
+          typeof hp === "string" || (isIP(hp.host) && ipaddr.process(hp.host).range() === "loopback")
+            ? []
+            : [hp.port],
+        ),
     ),
   ];
+}
+
+export function renderNixos(config: Config): string {
+  const user = proxyUser(config);
+  const ports = reachablePorts(config.proxy.listen);
+  const gatewayMetrics = reachablePorts([config.gateway.metrics]);
+  const proxyMetrics = reachablePorts(config.proxy.metrics ? [config.proxy.metrics] : []).filter(
+    (p) => !ports.includes(p),
+  );
+  const firewallPorts = [
+    `[ ${[...ports, ...proxyMetrics].join(" ")} ]`,
+    ...(gatewayMetrics.length ? [`lib.optionals cfg.metrics.enable [ ${gatewayMetrics.join(" ")} ]`] : []),
+  ].join(" ++ ");
   const services = serviceSpecs(config).map((s) => {
     const body = [
       `description = ${nixString(s.description)};`,
@@ -65,18 +86,48 @@ export function renderNixos(config: Config): string {
   });
   return `# Rendered by \`wg-egress render nixos\`: the NixOS equivalent of the seed's vpn-egress.nix.
 # Use: imports = [ ./wg-egress.nix ];
-#      services.wg-egress = { enable = true; package = <wg-egress build>; openFirewall = [ "lab0" ]; };
+#      services.wg-egress = { enable = true; src = ./wg-egress; openFirewall = [ "lab0" ]; };
+#      (src: a wg-egress checkout with its package-lock.json; or set package to a build of your own)
 # Keep the config file out of the Nix store (it may hold proxy passwords): owner root, group ${user.name}, mode 0640.
 { config, lib, pkgs, ... }:
 
 let
   cfg = config.services.wg-egress;
+  # Built from the checkout like upstream's own build (npm ci && npm run build); the dependencies come
+  # from package-lock.json with the hashes it records, so no extra hash is needed here.
+  build =
+    src:
+    pkgs.buildNpmPackage {
+      pname = "wg-egress";
+      version = (builtins.fromJSON (builtins.readFile (toString src + "/package.json"))).version;
+      inherit src;
+      nodejs = pkgs.nodejs_22;
+      npmDeps = pkgs.importNpmLock { npmRoot = src; };
+      npmConfigHook = pkgs.importNpmLock.npmConfigHook;
+      meta = {
+        description = "SOCKS5 proxy whose connections leave through a WireGuard tunnel, with a kill switch";
+        mainProgram = "wg-egress";
+        platforms = lib.platforms.linux;
+      };
+    };
 in
 {
   options.services.wg-egress = {
     enable = lib.mkEnableOption "wg-egress: a SOCKS5 proxy whose connections leave through a WireGuard tunnel, with a kill switch";
+    src = lib.mkOption {
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      example = lib.literalExpression "./wg-egress";
+      description = "A wg-egress source checkout (with package-lock.json): the default package is built from it.";
+    };
     package = lib.mkOption {
       type = lib.types.package;
+      default =
+        if cfg.src != null then
+          build cfg.src
+        else
+          throw "services.wg-egress: set src (a wg-egress checkout) or package";
+      defaultText = lib.literalExpression "built from services.wg-egress.src";
       description = "The wg-egress package (provides bin/wg-egress).";
     };
     configFile = lib.mkOption {
@@ -98,7 +149,7 @@ in
       type = lib.types.listOf lib.types.str;
       default = [ ];
       example = [ "lab0" ];
-      description = "Interfaces on which the proxy port (${ports.join(", ")}) is opened in the NixOS firewall.";
+      description = "Interfaces on which the proxy port (${ports.join(", ")}) and the metrics ports that listen beyond loopback (${[...proxyMetrics, ...gatewayMetrics].join(", ") || "none"}) are opened in the NixOS firewall.";
     };
   };
 
@@ -111,7 +162,7 @@ in
     };
     users.groups.${user.name}.gid = cfg.proxyUid;
 
-    networking.firewall.interfaces = lib.genAttrs cfg.openFirewall (_: { allowedTCPPorts = [ ${ports.join(" ")} ]; });
+    networking.firewall.interfaces = lib.genAttrs cfg.openFirewall (_: { allowedTCPPorts = ${firewallPorts}; });
 
 ${services.join("\n\n")}
   };

@@ -2,6 +2,7 @@ import { parse, stringify } from "yaml";
 import { z } from "zod";
 import { hostPort, wgKey } from "../config/types.js";
 import { UserError } from "../util/errors.js";
+import type { SecretField } from "./fields.js";
 
 /** What the encrypted store holds: both sides' WireGuard keys, the API token and the exit's endpoint. */
 export const secretsDataSchema = z
@@ -15,10 +16,6 @@ export const secretsDataSchema = z
 
 export type SecretsData = z.infer<typeof secretsDataSchema>;
 
-/** Names accepted by `secrets show --reveal`. */
-export const SECRET_FIELDS = ["exit.privateKey", "gateway.privateKey", "hcloudToken"] as const;
-export type SecretField = (typeof SECRET_FIELDS)[number];
-
 export function secretField(data: SecretsData, field: SecretField): string | undefined {
   if (field === "hcloudToken") return data.hcloudToken;
   return field === "exit.privateKey" ? data.exit.privateKey : data.gateway.privateKey;
@@ -28,19 +25,20 @@ export function serializeSecrets(data: SecretsData): string {
   return stringify(secretsDataSchema.parse(data));
 }
 
-/** Parses decrypted text; the message names the file and the field but never a value. */
-export function parseSecrets(text: string, source: string): SecretsData {
-  let raw: unknown;
+/** Parses decrypted YAML text; the message names the file but never a value. */
+export function parseSecretsYaml(text: string, source: string): unknown {
   try {
-    raw = parse(text);
+    return parse(text);
   } catch {
     throw new UserError(
       `${source}: decrypted content is not YAML; recreate it with wg-egress secrets init --force`,
       1,
     );
   }
-  // sops adds its own metadata next to the values.
-  if (raw && typeof raw === "object") delete (raw as Record<string, unknown>).sops;
+}
+
+/** Checks decrypted data; the message names the file and the field but never a value. */
+export function validateSecrets(raw: unknown, source: string): SecretsData {
   const r = secretsDataSchema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0];

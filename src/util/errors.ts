@@ -1,6 +1,6 @@
 /**
- * An error caused by the user's input (config, flags, environment), not by a bug.
- * The CLI prints its message as one line and exits with `exitCode` (2 = bad input, 1 = failed operation).
+ * An error caused by the user's input or situation, not by a bug: the CLI prints its message as one line
+ * and exits with `exitCode`. Throw one of the two kinds below.
  */
 export class UserError extends Error {
   constructor(
@@ -9,6 +9,22 @@ export class UserError extends Error {
   ) {
     super(message);
     this.name = "UserError";
+  }
+}
+
+/** Bad input (config, flags, arguments, stdin): exit 2, nothing was started or changed. */
+export class UsageError extends UserError {
+  constructor(message: string) {
+    super(message, 2);
+    this.name = "UsageError";
+  }
+}
+
+/** An operation that failed (a command, the network, the system): exit 1. */
+export class OperationError extends UserError {
+  constructor(message: string) {
+    super(message, 1);
+    this.name = "OperationError";
   }
 }
 

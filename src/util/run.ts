@@ -11,6 +11,8 @@ export interface RunOptions {
   /** Arguments equal to one of these are logged as "[redacted]". */
   secrets?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Sees stdout as it arrives (a remote script's progress markers), besides the collected result. */
+  onStdout?: (chunk: string) => void;
 }
 
 export interface RunResult {
@@ -26,7 +28,6 @@ export const PACKAGE_OF: Record<string, string> = {
   nft: "nftables",
   ip: "iproute2",
   ssh: "openssh-client",
-  sops: "sops",
   conntrack: "conntrack",
   setpriv: "util-linux",
 };
@@ -62,7 +63,10 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
       timedOut = true;
       child.kill("SIGKILL");
     }, timeoutMs);
-    child.stdout.on("data", (d: Buffer) => out.push(d));
+    child.stdout.on("data", (d: Buffer) => {
+      out.push(d);
+      opts.onStdout?.(d.toString("utf8"));
+    });
     child.stderr.on("data", (d: Buffer) => err.push(d));
     child.stdin.on("error", () => {}); // the command may exit without reading its stdin
     child.on("error", (e: NodeJS.ErrnoException) => {

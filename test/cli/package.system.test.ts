@@ -45,7 +45,7 @@ test("npm pack → npm install -g → wg-egress runs from anywhere", { timeout: 
   for (const p of shipped)
     assert.match(
       p,
-      /^(bin\/|dist\/src\/.*\.js$|README\.md$|LICENSE$|package\.json$)/,
+      /^(bin\/|dist\/src\/.*\.js$|dist\/src\/config\/defaults\.json$|README\.md$|LICENSE$|package\.json$)/,
       `${p} does not belong in the package`,
     );
 

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { loadConfig, parseConfig } from "../../src/config/load.js";
 import { UserError } from "../../src/util/errors.js";
+import { run } from "../../src/util/run.js";
+import { cli, MAIN } from "../support/cli.js";
 import { tempDir } from "../support/tmp.js";
 
 function errorOf(fn: () => unknown): UserError {
@@ -85,7 +87,36 @@ test("YAML files: flags override keys; a missing explicit file and broken YAML a
   const c = loadConfig(file, { "proxy.listen": ["127.0.0.1:1999"] });
   assert.deepEqual(c.proxy.listen, ["127.0.0.1:1999"]);
   assert.equal(c.proxy.handshakeTimeoutSeconds, 3);
-  assert.match(errorOf(() => loadConfig(join(dir, "nope.yaml"))).message, /cannot read config .*ENOENT/);
+  assert.match(
+    errorOf(() => loadConfig(join(dir, "nope.yaml"))).message,
+    /cannot read config .*nope\.yaml: no such file; pass an existing file with --config$/,
+  );
   writeFileSync(file, "proxy: [unclosed\n");
-  assert.match(errorOf(() => loadConfig(file)).message, /^invalid YAML in /);
+  // One line, ending with where: no dangling ":" left from the snippet yaml would print below it.
+  assert.match(
+    errorOf(() => loadConfig(file)).message,
+    /^invalid YAML in \S+config\.yaml: Flow sequence .* at line 2, column 1$/,
+  );
+});
+
+test("a config the user may not read gets the fix for permissions, not 'pass an existing file'", async () => {
+  const dir = tempDir("wgetest-config-");
+  const file = join(dir, "config.yaml");
+  writeFileSync(file, "proxy: {}\n", { mode: 0o600 });
+  // As root, read it as the proxy's uid 400 (root reads everything); otherwise a file we may not read.
+  const root = process.getuid?.() === 0;
+  if (!root) chmodSync(file, 0);
+  const r = root
+    ? await run(
+        "setpriv",
+        ["--reuid=400", "--regid=400", "--clear-groups", process.execPath, MAIN, "proxy", "--config", file],
+        { allowFail: true },
+      )
+    : await cli(["proxy", "--config", file]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(
+    r.stderr,
+    /^wg-egress: cannot read config \S+ as uid \d+: permission denied; the file must be readable by this user \(the proxy: root:wg-egress-proxy, mode 0640\) and every directory above it searchable/,
+  );
+  assert.doesNotMatch(r.stderr, /pass an existing file/);
 });

@@ -15,7 +15,7 @@ import {
   routeCheck,
   ruleCheck,
 } from "../../src/doctor/checks.js";
-import { type DnsRoute, dnsCheck, dnsProbeName, dnsRoute } from "../../src/doctor/dns.js";
+import { type DnsRoute, dnsCheck, dnsProbeName, dnsRoute, noDnsProbe } from "../../src/doctor/dns.js";
 import { formatResults } from "../../src/doctor/format.js";
 import { exitIpCheck, extractIp } from "../../src/doctor/ip-check.js";
 import type { DataPath } from "../../src/gateway/model.js";
@@ -239,6 +239,11 @@ test("DNS verdict: the real query decides; no answer fails whatever the route, a
   );
   assert.equal(dnsCheck({ ...atExit, servers: [] }, ok).verdict, "fail");
   assert.equal(dnsCheck(atExit, null).verdict, "skip");
+  // Queried only with root and a tunnel: never from a host that has no gateway configured.
+  assert.equal(noDnsProbe(gatewayConfig(), true), null);
+  assert.match(noDnsProbe(gatewayConfig(), false)!, /needs root/);
+  assert.match(noDnsProbe(parseConfig({}), true)!, /no tunnel configured/);
+  assert.match(dnsCheck(atExit, null, noDnsProbe(parseConfig({}), true)!).evidence, /no tunnel configured/);
   assert.equal(dnsProbeName("https://api.ipify.org/"), "api.ipify.org");
   assert.equal(dnsProbeName("http://192.0.2.80/"), "example.com");
   assert.equal(dnsProbeName(null), "example.com");

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -8,6 +7,7 @@ import type { CheckResult } from "../../src/doctor/check.js";
 import { stopAgent } from "../../src/lab/up.js";
 import { run } from "../../src/util/run.js";
 import { MAIN } from "../support/cli.js";
+import { acquireLabLock } from "../support/lablock.js";
 import { curlIn, type Daemon, inNs, startIn, stop } from "../support/netns.js";
 import { waitFor } from "../support/poll.js";
 import { tempDir } from "../support/tmp.js";
@@ -30,20 +30,8 @@ const ECHO = "http://192.0.2.80/";
 const dir = tempDir("wgetest-doctor-lab-");
 // The proxy (uid 400) reads its config from here.
 chmodSync(dir, 0o755);
-let lock: ChildProcess | undefined;
+let lock: { release: () => void } | undefined;
 const daemons: Daemon[] = [];
-
-/** Holds the lab lock until released: flock runs `cat`, which ends when we close its stdin. */
-async function acquireLock(): Promise<ChildProcess> {
-  const child = spawn("flock", ["-w", "600", "/tmp/wgelab.lock", "sh", "-c", "echo locked; exec cat"], {
-    stdio: ["pipe", "pipe", "inherit"],
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.once("data", () => resolve());
-    child.once("exit", (code) => reject(new Error(`flock exited ${code}`)));
-  });
-  return child;
-}
 
 /** wg-egress inside the gateway namespace. */
 const cli = (args: string[], timeoutMs = 60_000) =>
@@ -84,7 +72,7 @@ async function repair(): Promise<void> {
 }
 
 before(async () => {
-  lock = await acquireLock();
+  lock = await acquireLabLock();
   const up = await lab("up");
   assert.equal(up.code, 0, `lab up: ${up.stderr}`);
   ours = configWith("10.1.0.1:1083", "ours.yaml");
@@ -114,7 +102,7 @@ after(async () => {
   for (const d of daemons.splice(0)) await stop(d);
   if (lock) {
     await lab("down");
-    lock.stdin!.end();
+    lock.release();
   }
 });
 

@@ -1,61 +1,14 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, test } from "node:test";
-import { type FakeOptions, startFakeHetzner } from "../fakes/hetzner/server.js";
-import { type CliResult, cli } from "../support/cli.js";
+import { test } from "node:test";
+import { parse } from "yaml";
 import { writeConfig } from "../support/config.js";
 import { tempDir } from "../support/tmp.js";
+import { assertNoSecretsLeaked, home, urls, useHomeIpServer, world } from "./hetzner-world.js";
 
-/**
- * The real CLI (`node dist/src/cli/main.js exit ...`) against the local Hetzner fake, with the home-IP
- * detector pointed at a local HTTP server (the first detector URL is dead: the fallback must answer).
- */
+/** Provisioning on Hetzner through the real CLI, against the local fake of the API. */
 
-let homeIp = "198.51.100.7";
-let ipServer: Server;
-let ipUrl = "";
-/** A loopback URL nobody listens on: the detector's first (failing) choice. */
-let deadUrl = "";
-const outputs: CliResult[] = [];
-const configs: string[] = [];
-const FAKE_TOKEN = "fake-token-0123456789";
-
-before(async () => {
-  ipServer = createServer((_req, res) => res.end(`${homeIp}\n`));
-  await new Promise<void>((r) => ipServer.listen(0, "127.0.0.1", r));
-  ipUrl = `http://127.0.0.1:${(ipServer.address() as AddressInfo).port}/`;
-  const closed = createServer();
-  await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
-  deadUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}/`;
-  await new Promise((r) => closed.close(r));
-});
-after(() => ipServer.close());
-
-async function world(opts: FakeOptions = {}) {
-  const fake = await startFakeHetzner({ actionPolls: 2, token: FAKE_TOKEN, ...opts });
-  const dir = tempDir("wgetest-hcloud-");
-  const config = writeConfig(
-    dir,
-    { exit: { homeIpUrls: [deadUrl, ipUrl] }, gateway: { interface: "wgetest-none" } },
-    "# the gateway's config; comments must survive set-endpoint\n",
-  );
-  const env = { HCLOUD_ENDPOINT: fake.url, HCLOUD_TOKEN: fake.token, HCLOUD_POLL_INTERVAL: "10ms" };
-  configs.push(config);
-  const run = async (args: string[], extraEnv: NodeJS.ProcessEnv = {}, cfg = config) => {
-    const r = await cli([...args, "-c", cfg], { env: { ...env, ...extraEnv } });
-    outputs.push(r);
-    return r;
-  };
-  const init = await run(["secrets", "init"]);
-  if (init.code !== 0) {
-    // The callers' try/finally starts after world(): close the fake here, or it keeps the run alive.
-    await fake.close();
-    assert.fail(`secrets init failed: ${init.stderr}`);
-  }
-  return { fake, dir, config, env, run };
-}
+useHomeIpServer();
 
 test("provision creates the server once, records the endpoint, prints the cost; status, update-home-ip, deprovision", async () => {
   const { fake, config, run } = await world();
@@ -64,7 +17,11 @@ test("provision creates the server once, records the endpoint, prints the cost; 
     const p = await run(["exit", "provision", "--log-level", "debug"], { HCLOUD_TOKEN: "" });
     assert.equal(p.code, 0, p.stderr);
     assert.match(p.stdout, /^created server wg-exit \(id \d+\) running, endpoint (203\.0\.113\.\d+):51820$/m);
-    assert.match(p.stdout, /monthly cost: €3\.92 incl\. VAT \(€3\.29 net\) for cax11 in fsn1/);
+    // The primary IPv4 is billed on top of the server (GET /pricing).
+    assert.match(
+      p.stdout,
+      /monthly cost: €4\.51 incl\. VAT \(€3\.79 net\) for cax11 in fsn1: server €3\.29 \+ primary IPv4 €0\.50 net/,
+    );
     assert.match(p.stderr, /^create server: 100%$/m, "plain progress lines off a terminal");
     const [server] = fake.servers.values();
     assert.equal(fake.servers.size, 1);
@@ -82,6 +39,8 @@ test("provision creates the server once, records the endpoint, prints the cost; 
     const text = readFileSync(config, "utf8");
     assert.ok(text.startsWith("# the gateway's config; comments must survive set-endpoint\n"));
     assert.ok(text.includes(`endpoint: ${endpoint}`));
+    // So that secrets rotate and exit check can reach the new exit.
+    assert.equal(parse(text).exit.ssh.target, `root@${server.public_net.ipv4!.ip}`);
 
     const again = await run(["exit", "provision"]);
     assert.equal(again.code, 0, again.stderr);
@@ -91,16 +50,17 @@ test("provision creates the server once, records the endpoint, prints the cost; 
 
     const st = await run(["exit", "status"]);
     assert.equal(st.code, 0, st.stderr);
-    assert.match(st.stdout, new RegExp(`server: wg-exit \\(id ${server.id}\\) running`));
+    assert.match(st.stdout, new RegExp(`server: wg-exit \\(id ${server.id}\\) running$`, "m"));
     assert.match(st.stdout, /in tcp 22 from 198\.51\.100\.7\/32/);
-    assert.match(st.stdout, /monthly cost: €3\.92/);
+    assert.match(st.stdout, /monthly cost: €4\.51/);
+    assert.match(st.stdout, new RegExp(`^firewall: wg-exit-fw \\(id ${fw.id}\\) applied on wg-exit$`, "m"));
 
     const same = await run(["exit", "update-home-ip"]);
     assert.equal(same.code, 0, same.stderr);
     assert.match(same.stdout, /^unchanged: SSH allowed from 198\.51\.100\.7\/32$/m);
     const setRules = () => fake.requests.filter((r) => r.path.endsWith("/actions/set_rules")).length;
     const before = setRules();
-    homeIp = "198.51.100.8";
+    home.ip = "198.51.100.8";
     const moved = await run(["exit", "update-home-ip"]);
     assert.match(
       moved.stdout,
@@ -114,7 +74,13 @@ test("provision creates the server once, records the endpoint, prints the cost; 
     assert.ok(readFileSync(config, "utf8").includes("endpoint: 203.0.113.250:51820"));
     assert.equal((await run(["exit", "set-endpoint"])).code, 0);
     assert.ok(readFileSync(config, "utf8").includes(`endpoint: ${endpoint}`));
-    assert.equal((await run(["exit", "set-endpoint", "no-port"])).code, 2);
+    const badArg = await run(["exit", "set-endpoint", "no-port"]);
+    assert.equal(badArg.code, 2);
+    // The argument is at fault, not the config file.
+    assert.equal(
+      badArg.stderr.trim(),
+      'wg-egress: set-endpoint "no-port": expected HOST:PORT (IPv6 as [::1]:1080), got "no-port", e.g. 203.0.113.10:51820',
+    );
 
     const refused = await run(["exit", "deprovision"]);
     assert.equal(refused.code, 2);
@@ -130,9 +96,18 @@ test("provision creates the server once, records the endpoint, prints the cost; 
     assert.equal(fake.firewalls.size, 0);
     const deletes = fake.requests.filter((r) => r.method === "DELETE").map((r) => r.path.split("/")[2]);
     assert.deepEqual(deletes, ["servers", "firewalls"], "server first, firewall once it is detached");
+    // The gateway no longer points at an address that may go to someone else.
+    const after = parse(readFileSync(config, "utf8"));
+    assert.equal(after.gateway.peer.endpoint, undefined);
+    assert.equal(after.exit.ssh.target, undefined);
+    assert.match(
+      gone.stdout,
+      /removed from .*: gateway\.peer\.endpoint, exit\.ssh\.target \(pointed at the deleted 203\.0\.113\.\d+\)/,
+    );
+    assert.match((await run(["secrets", "show"])).stdout, /^endpoint: not set$/m);
     assert.match((await run(["exit", "deprovision", "--yes"])).stdout, /nothing to delete/);
   } finally {
-    homeIp = "198.51.100.7";
+    home.ip = "198.51.100.7";
     await fake.close();
   }
 });
@@ -170,16 +145,25 @@ test("honest errors: bad token, location lacking the type, quota, no home IP; ra
       /^wg-egress: unknown location mars1 \(exit.hetzner.location\); available: fsn1, nbg1, hel1, ash, hil$/m,
     );
     const keyless = writeConfig(tempDir("wgetest-hcloud-"), {
-      exit: { sshAllowFrom: ["198.51.100.7"], hetzner: { sshKeyNames: ["laptop"] } },
+      exit: { sshAllowFrom: ["198.51.100.7"], hetzner: { sshKeyNames: ["desktop"] } },
     });
     const noKey = await run(["exit", "provision"], {}, keyless);
-    assert.match(noKey.stderr, /SSH key "laptop" \(exit.hetzner.sshKeyNames\) is not in the Hetzner project/);
+    assert.match(
+      noKey.stderr,
+      /SSH key "desktop" \(exit.hetzner.sshKeyNames\) is not in the Hetzner project/,
+    );
     assert.equal(fake.firewalls.size, 0, "checked before anything is created");
     const quota = await run(["exit", "provision"]);
     assert.equal(quota.code, 1);
-    assert.match(quota.stderr, /Hetzner resource limit reached \(POST \/servers\): server limit exceeded/);
+    // The firewall this run created for the server is deleted again.
+    assert.match(
+      quota.stderr,
+      /^wg-egress: Hetzner resource limit reached \(POST \/servers\): server limit exceeded; .*; rolled back: deleted firewall wg-exit-fw \(id \d+\) \(created by this run\)$/m,
+    );
+    assert.equal(fake.firewalls.size, 0, "no orphaned firewall");
+    assert.equal(fake.servers.size, 0);
     const noIpConfig = writeConfig(tempDir("wgetest-hcloud-"), {
-      exit: { homeIpUrls: [deadUrl] },
+      exit: { homeIpUrls: [urls.dead] },
     });
     const noIp = await run(["exit", "update-home-ip"], {}, noIpConfig);
     assert.equal(noIp.code, 1);
@@ -202,16 +186,4 @@ test("honest errors: bad token, location lacking the type, quota, no home IP; ra
   }
 });
 
-test("no private key or token ever appears in any command's output or logs", async () => {
-  assert.ok(outputs.length > 20 && configs.length >= 3);
-  const secrets = [FAKE_TOKEN];
-  for (const config of configs)
-    for (const field of ["exit.privateKey", "gateway.privateKey"]) {
-      const r = await cli(["secrets", "show", "--reveal", field, "-c", config]);
-      assert.equal(r.code, 0, r.stderr);
-      secrets.push(r.stdout.trim());
-    }
-  for (const s of secrets) assert.match(s, /^\S{20,}$/);
-  for (const r of outputs)
-    for (const s of secrets) assert.ok(!r.stdout.includes(s) && !r.stderr.includes(s), "a secret leaked");
-});
+test("no private key or token ever appears in any command's output or logs", () => assertNoSecretsLeaked(20));

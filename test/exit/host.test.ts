@@ -42,7 +42,7 @@ test("renders wg config, firewall, sysctls and a script from the exit config", (
   execFileSync("sh", ["-n"], { input: h.setupScript });
 });
 
-test("the exit runs a resolver on its tunnel address for the gateway only, set up after the tunnel", () => {
+test("the exit runs a resolver on its tunnel address for the gateway only, restarted only on change", () => {
   const h = renderExitHost(exitOf({ dns: { forwarders: ["192.0.2.53"], dnssec: false } }), {
     privateKey: generatePrivateKey(),
     gatewayPublicKey: GW_PUB,
@@ -55,7 +55,11 @@ test("the exit runs a resolver on its tunnel address for the gateway only, set u
   );
   assert.match(h.unboundConfig, /forward-zone:\n {2}name: "\."\n {2}forward-addr: 192\.0\.2\.53/);
   assert.match(h.unboundConfig, /module-config: "iterator"/);
-  assert.ok(h.setupScript.indexOf("unbound -c") > h.setupScript.indexOf("wg syncconf"));
+  // After the firewall, before the tunnel: a key change is not held up by the resolver.
+  const at = (t: string) => h.setupScript.indexOf(t);
+  assert.ok(at('nft -f "$DIR/exit.nft"') < at("unbound -c") && at("unbound -c") < at("wg syncconf"));
+  // Restarted only when its config changed (or it is not running).
+  assert.match(h.setupScript, /cmp -s "\$DIR\/unbound\.conf\.new" "\$DIR\/unbound\.conf"/);
   const validating = renderExitHost(exitOf(), { privateKey: generatePrivateKey(), gatewayPublicKey: GW_PUB });
   assert.match(
     validating.unboundConfig,

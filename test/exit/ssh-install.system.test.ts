@@ -1,138 +1,44 @@
 import assert from "node:assert/strict";
-import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
+import { execFileSync, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { parseConfig } from "../../src/config/load.js";
+import type { CheckResult } from "../../src/doctor/check.js";
 import { renderExitHost } from "../../src/exit/host.js";
 import { renderInstallScript } from "../../src/exit/ssh-install.js";
-import { findUserspacePid } from "../../src/gateway/wireguard.js";
 import { generatePrivateKey, publicKeyOf } from "../../src/wireguard/keys.js";
 import { cli } from "../support/cli.js";
 import { writeConfig } from "../support/config.js";
-import { tempDir } from "../support/tmp.js";
+import { type SshExit, startSshExit, startWgPeer } from "../support/sshd.js";
 import { requireTools } from "../support/tools.js";
 
-before(() => requireTools("sshd", "ssh", "ssh-keygen", "wg", "wireguard-go", "nft"));
-
 /**
- * `exit install --ssh` against a real sshd running as root in a namespace this test creates (wgetest-ssh,
- * 10.77.0.2 behind a veth from the host's 10.77.0.1): the setup must land inside that namespace, with
- * wireguard-go (no kernel module here). Then `secrets rotate` over the same SSH path.
+ * `exit install --ssh` and `exit check` against a real sshd running as root in a namespace this test
+ * creates (an "exit VPS" at 10.77.0.2 behind a veth from the host's 10.77.0.1): the setup must land inside
+ * that namespace, with wireguard-go (no kernel module here); the check reads it back, read-only, and names
+ * each broken part of the runbook with its fix.
  */
 
-const NS = "wgetest-ssh";
-const HOST_IF = "wgetest-sh0";
-const NS_IF = "wgetest-sh1";
 const WG_IF = "wgetest-x0"; // wireguard-go sockets are host-wide: a name nobody else uses
-/** The "gateway" end for rotate, in the host namespace; its only peer endpoint is inside our namespace. */
+/** A "gateway" end in the host namespace, so the exit sees a handshake. */
 const GW_IF = "wgetest-g0";
 
-let dir = "";
-let sshd: ReturnType<typeof spawn> | undefined;
-
-const inNs = (...args: string[]) => execFileSync("ip", ["netns", "exec", NS, ...args], { encoding: "utf8" });
-
-async function waitForPort(host: string, port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect({ host, port }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on("error", () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${host}:${port} did not open within ${timeoutMs} ms`);
-}
-
-function cleanupNetwork(): void {
-  // The exit's resolver (unbound) runs until stopped: it would keep the deleted namespace alive.
-  if (dir) spawnSync("sh", ["-c", `kill "$(cat '${join(dir, "exit", "unbound.pid")}')"`]);
-  const pids = [findUserspacePid(WG_IF), findUserspacePid(GW_IF)];
-  spawnSync("ip", ["netns", "exec", NS, "ip", "link", "del", WG_IF]);
-  spawnSync("ip", ["link", "del", GW_IF]);
-  for (const pid of pids) if (pid) spawnSync("kill", [String(pid)]);
-  spawnSync("ip", ["link", "del", HOST_IF]);
-  spawnSync("ip", ["netns", "del", NS]);
-}
+let vps: SshExit;
+let config = "";
 
 before(async () => {
-  cleanupNetwork();
-  dir = tempDir("wgetest-ssh-");
-  execFileSync("ip", ["netns", "add", NS]);
-  execFileSync("ip", ["link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF, "netns", NS]);
-  execFileSync("ip", ["address", "add", "10.77.0.1/24", "dev", HOST_IF]);
-  execFileSync("ip", ["link", "set", HOST_IF, "up"]);
-  inNs("ip", "address", "add", "10.77.0.2/24", "dev", NS_IF);
-  inNs("ip", "link", "set", NS_IF, "up");
-  inNs("ip", "link", "set", "lo", "up");
-  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "host_key")]);
-  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "client_key")]);
-  writeFileSync(join(dir, "authorized_keys"), readFileSync(join(dir, "client_key.pub")));
-  chmodSync(join(dir, "authorized_keys"), 0o600);
-  writeFileSync(
-    join(dir, "sshd_config"),
-    [
-      "ListenAddress 10.77.0.2",
-      "Port 22",
-      `HostKey ${join(dir, "host_key")}`,
-      `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
-      `PidFile ${join(dir, "sshd.pid")}`,
-      "PermitRootLogin prohibit-password",
-      "PasswordAuthentication no",
-      "KbdInteractiveAuthentication no",
-      "UsePAM no",
-      "StrictModes no",
-      "",
-    ].join("\n"),
-  );
-  mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
-  sshd = spawn("ip", ["netns", "exec", NS, "/usr/sbin/sshd", "-D", "-e", "-f", join(dir, "sshd_config")], {
-    stdio: ["ignore", "ignore", "pipe"],
+  requireTools("sshd", "ssh", "ssh-keygen", "wg", "wireguard-go", "nft", "getent", "timeout");
+  vps = await startSshExit("ssh", 77, [WG_IF, GW_IF]);
+  config = writeConfig(vps.dir, {
+    exit: { interface: WG_IF, publicInterface: vps.nsIf, ssh: vps.ssh },
+    gateway: { interface: GW_IF, peer: { allowedIps: ["10.100.0.1/32"], persistentKeepalive: 1 } },
   });
-  await waitForPort("10.77.0.2", 22, 10_000);
 });
 
-after(() => {
-  sshd?.kill("SIGTERM");
-  cleanupNetwork();
-});
+after(() => vps?.stop([WG_IF, GW_IF]));
 
-function sshFlags(): string[] {
-  return [
-    "--ssh",
-    "root@10.77.0.2",
-    "--identity",
-    join(dir, "client_key"),
-    "--ssh-option",
-    `UserKnownHostsFile=${join(dir, "known_hosts")}`,
-    "--ssh-option",
-    "StrictHostKeyChecking=accept-new",
-    "--ssh-option",
-    "IdentitiesOnly=yes",
-    "--dir",
-    join(dir, "exit"),
-    "--no-system",
-  ];
-}
-
-/** Waits (bounded) until the exit in the namespace reports a handshake at or after `since` (Unix seconds). */
-async function handshake(since: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const peers = inNs("wg", "show", WG_IF, "latest-handshakes").trim().split("\n");
-    if (peers.some((l) => Number(l.split("\t")[1]) >= since)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const show = `${execFileSync("wg", ["show", GW_IF], { encoding: "utf8" })}\n${inNs("wg", "show", WG_IF)}`;
-  throw new Error(`no WireGuard handshake between the gateway and the exit within 10 s:\n${show}`);
-}
-
-function exitKeyOfDump(dump: string): { pub: string; peers: string[] } {
+function exitDump(dump: string): { pub: string; peers: string[] } {
   const [iface, ...peers] = dump.trim().split("\n");
   return { pub: iface.split("\t")[1], peers: peers.map((l) => l.split("\t")[0]) };
 }
@@ -154,44 +60,38 @@ test("the install script stores the setup script and only adds system files when
   execFileSync("sh", ["-n"], { input: full });
 });
 
-test("exit install over SSH applies WireGuard and nftables inside the sshd's namespace; rotate follows", {
+const check = async () => {
+  const r = await cli(["exit", "check", "-c", config, "--json", "--resolve", "wg-egress.invalid"]);
+  const results = JSON.parse(r.stdout) as CheckResult[];
+  return { code: r.code, byName: Object.fromEntries(results.map((x) => [x.name, x])), results };
+};
+
+/** What `exit check` must never change on the exit. */
+const exitState = () =>
+  [
+    vps.inNs("wg", "show", WG_IF, "dump"),
+    vps.inNs("nft", "list", "table", "inet", "wg-egress-exit"),
+    vps.inNs("cat", "/proc/sys/net/ipv4/ip_forward"),
+    vps.inNs("ip", "-o", "address", "show", "dev", WG_IF),
+  ].join("\n");
+
+test("exit install over SSH applies WireGuard and nftables inside the sshd's namespace; exit check reads it back", {
   timeout: 120_000,
 }, async () => {
-  const config = join(dir, "config.yaml");
-  // For rotate (install gets the same through flags).
-  const ssh = {
-    target: "root@10.77.0.2",
-    identityFile: join(dir, "client_key"),
-    options: [
-      `UserKnownHostsFile=${join(dir, "known_hosts")}`,
-      "StrictHostKeyChecking=accept-new",
-      "IdentitiesOnly=yes",
-    ],
-    dir: join(dir, "exit"),
-    system: false,
-  };
-  writeConfig(dir, {
-    exit: { interface: WG_IF, publicInterface: NS_IF, ssh },
-    gateway: {
-      interface: GW_IF,
-      privateKeyFile: join(dir, "gateway.key"),
-      peer: { allowedIps: ["10.100.0.1/32"], persistentKeepalive: 1 },
-    },
-  });
   const init = await cli(["secrets", "init", "-c", config]);
   assert.equal(init.code, 0, init.stderr);
   const exitPub = /exit public key:\s+(\S+)/.exec(init.stdout)![1];
   const gwPub = /gateway public key:\s+(\S+)/.exec(init.stdout)![1];
   const hostHadTable = spawnSync("nft", ["list", "table", "inet", "wg-egress-exit"]).status === 0;
 
-  const r = await cli(["exit", "install", "-c", config, "--log-level", "debug", ...sshFlags()]);
+  const r = await cli(["exit", "install", "-c", config, "--log-level", "debug", "--no-system"]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /wg-egress: exit configured/);
-  const wg = exitKeyOfDump(inNs("wg", "show", WG_IF, "dump"));
+  const wg = exitDump(vps.inNs("wg", "show", WG_IF, "dump"));
   assert.equal(wg.pub, exitPub);
   assert.deepEqual(wg.peers, [gwPub]);
-  assert.match(inNs("ip", "-4", "-o", "address", "show", "dev", WG_IF), /10\.100\.0\.1\/24/);
-  assert.match(inNs("nft", "list", "table", "inet", "wg-egress-exit"), /udp dport 51820 accept/);
+  assert.match(vps.inNs("ip", "-4", "-o", "address", "show", "dev", WG_IF), /10\.100\.0\.1\/24/);
+  assert.match(vps.inNs("nft", "list", "table", "inet", "wg-egress-exit"), /udp dport 51820 accept/);
   if (!hostHadTable)
     assert.notEqual(
       spawnSync("nft", ["list", "table", "inet", "wg-egress-exit"]).status,
@@ -203,69 +103,93 @@ test("exit install over SSH applies WireGuard and nftables inside the sshd's nam
     await cli(["secrets", "show", "-c", config, "--reveal", "exit.privateKey"])
   ).stdout.trim();
   assert.ok(!r.stderr.includes(exitPriv) && !r.stdout.includes(exitPriv));
-  assert.equal(readFileSync(join(dir, "exit", `${WG_IF}.conf`), "utf8").includes(exitPriv), true);
-
+  assert.equal(readFileSync(join(vps.ssh.dir, `${WG_IF}.conf`), "utf8").includes(exitPriv), true);
   // Again: converges, same state.
-  assert.equal((await cli(["exit", "install", "-c", config, ...sshFlags()])).code, 0);
+  assert.equal((await cli(["exit", "install", "-c", config])).code, 0);
 
-  // A live gateway end with the old keys, so rotate must switch a running interface too.
-  const oldGwPriv = (
-    await cli(["secrets", "show", "-c", config, "--reveal", "gateway.privateKey"])
-  ).stdout.trim();
-  writeFileSync(join(dir, "gateway.key"), `${oldGwPriv}\n`, { mode: 0o600 });
-  const now = () => Math.floor(Date.now() / 1000);
-  const startedGw = now();
-  execFileSync("wireguard-go", [GW_IF]);
-  execFileSync("wg", [
-    "set",
-    GW_IF,
-    "private-key",
-    join(dir, "gateway.key"),
-    "peer",
-    exitPub,
-    "endpoint",
-    "10.77.0.2:51820",
-    "allowed-ips",
-    "10.100.0.1/32",
-    "persistent-keepalive",
-    "1",
-  ]);
-  execFileSync("ip", ["link", "set", GW_IF, "up"]);
-  await handshake(startedGw);
-
-  // Rotation: the exit (over SSH, from exit.ssh in the config) and the gateway follow the store.
-  const rotatedAt = now();
-  const rot = await cli(["secrets", "rotate", "-c", config]);
-  assert.equal(rot.code, 0, rot.stderr);
-  const shown = (await cli(["secrets", "show", "-c", config])).stdout;
-  const newExitPub = /exit public key:\s+(\S+)/.exec(shown)![1];
-  const newGwPub = /gateway public key:\s+(\S+)/.exec(shown)![1];
-  assert.notEqual(newExitPub, exitPub);
-  assert.notEqual(newGwPub, gwPub);
-  const rotated = exitKeyOfDump(inNs("wg", "show", WG_IF, "dump"));
-  assert.equal(rotated.pub, newExitPub);
-  assert.deepEqual(rotated.peers, [newGwPub], "old gateway peer removed");
-  const gw = exitKeyOfDump(execFileSync("wg", ["show", GW_IF, "dump"], { encoding: "utf8" }));
-  assert.equal(gw.pub, newGwPub, "the running gateway interface switched keys");
-  assert.deepEqual(gw.peers, [newExitPub]);
-  await handshake(rotatedAt);
-  const gwKey = readFileSync(join(dir, "gateway.key"), "utf8").trim();
-  assert.equal(publicKeyOf(gwKey), newGwPub);
-  assert.equal(statSync(join(dir, "gateway.key")).mode & 0o777, 0o600);
-  assert.match(readFileSync(config, "utf8"), new RegExp(`publicKey: ${newExitPub.replace(/[+/]/g, "\\$&")}`));
-  // Steps in the order that keeps the tunnel up longest.
-  const order = [
-    "store the new keys",
-    "accept the new gateway key",
-    "gateway: write the new private key",
-    "switch to its new key",
-    "gateway: peer",
-  ];
-  const idx = order.map((s) => rot.stdout.indexOf(s));
-  assert.ok(
-    idx.every((i, n) => i >= 0 && (n === 0 || i > idx[n - 1])),
-    rot.stdout,
+  // The check, before any gateway: everything passes but the handshake, and it changes nothing.
+  const before = exitState();
+  const first = await check();
+  assert.equal(first.code, 1, JSON.stringify(first.results));
+  assert.deepEqual(
+    first.results.map((x) => [x.name, x.verdict]),
+    [
+      ["ssh", "pass"],
+      ["exit interface", "pass"],
+      ["gateway peer", "pass"],
+      ["handshake (exit's view)", "fail"],
+      ["IP forwarding", "pass"],
+      ["masquerade", "pass"],
+      ["firewall", "pass"],
+      ["resolver", "warn"],
+    ],
   );
-  for (const secret of [gwKey, exitPriv])
-    assert.ok(!rot.stdout.includes(secret) && !rot.stderr.includes(secret));
+  assert.equal(first.byName["handshake (exit's view)"].evidence, "no handshake with the gateway ever");
+  assert.ok(!JSON.stringify(first.results).includes(exitPriv), "the exit's private key never leaves it");
+  assert.equal(exitState(), before, "read-only");
+
+  // A gateway end with the stored keys: the handshake passes.
+  // secrets init wrote the stored gateway key to gateway.privateKeyFile.
+  startWgPeer(GW_IF, join(vps.dir, "gateway.key"), exitPub, `${vps.addr}:51820`);
+  let ok: Awaited<ReturnType<typeof check>> | undefined;
+  for (let i = 0; i < 50 && ok?.byName["handshake (exit's view)"]?.verdict !== "pass"; i++) {
+    await new Promise((res) => setTimeout(res, 200));
+    ok = await check();
+  }
+  assert.equal(ok!.byName["handshake (exit's view)"].verdict, "pass", JSON.stringify(ok!.results));
+  assert.match(
+    ok!.byName["handshake (exit's view)"].evidence,
+    /^latest handshake \d+ s ago from 10\.77\.0\.1:\d+$/,
+  );
+
+  // Each broken part of the runbook is named, with its fix.
+  vps.inNs("sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward");
+  const noFwd = await check();
+  assert.equal(noFwd.code, 1);
+  assert.equal(noFwd.byName["IP forwarding"].verdict, "fail");
+  assert.match(
+    noFwd.byName["IP forwarding"].fix!,
+    /sysctl -w net\.ipv4\.ip_forward=1 now; wg-egress exit install --config \S+ makes it stick/,
+  );
+  vps.inNs("ip", "route", "del", "default");
+  vps.inNs("ip", "link", "add", "wgetest-alt", "type", "veth", "peer", "name", "wgetest-alt1");
+  vps.inNs("ip", "link", "set", "wgetest-alt", "up");
+  vps.inNs("ip", "route", "add", "default", "dev", "wgetest-alt");
+  const wrongIf = await check();
+  assert.equal(wrongIf.byName.masquerade.verdict, "fail");
+  assert.match(
+    wrongIf.byName.masquerade.evidence,
+    /the default route leaves via wgetest-alt, but the masquerade is on wgetest-ssh1/,
+  );
+  assert.match(wrongIf.byName.masquerade.fix!, /set exit\.publicInterface: wgetest-alt/);
+  vps.inNs("ip", "link", "del", "wgetest-alt");
+  vps.inNs("ip", "route", "add", "default", "via", vps.hostAddr);
+  vps.inNs("wg", "set", WG_IF, "peer", publicKeyOf(generatePrivateKey()), "allowed-ips", "10.100.0.9/32");
+  assert.equal((await check()).byName["gateway peer"].verdict, "warn", "a stranger among the peers");
+  vps.inNs("nft", "delete", "table", "inet", "wg-egress-exit");
+  const noNft = await check();
+  assert.deepEqual([noNft.byName.masquerade.verdict, noNft.byName.firewall.verdict], ["fail", "fail"]);
+  assert.match(noNft.byName.firewall.fix!, /^wg-egress exit install --config /);
+
+  // exit install repairs all of it; the check is green again but for the resolver (no DNS in here).
+  assert.equal((await cli(["exit", "install", "-c", config])).code, 0);
+  const repaired = await check();
+  assert.deepEqual(
+    repaired.results.filter((x) => x.verdict !== "pass").map((x) => x.name),
+    ["resolver"],
+  );
+  assert.equal(repaired.code, 0);
+  const down = await cli([
+    "exit",
+    "check",
+    "-c",
+    config,
+    "--ssh",
+    "root@10.77.0.3",
+    "--ssh-option",
+    "ConnectTimeout=2",
+  ]);
+  assert.equal(down.code, 1);
+  assert.match(down.stdout, /^FAIL\s+ssh\s+ssh to root@10\.77\.0\.3 port 22 failed/m);
+  assert.match(down.stdout, /fix: check exit\.ssh\.target/);
 });

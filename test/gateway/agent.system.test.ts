@@ -88,7 +88,10 @@ test("the agent applies, then repairs every break by itself, one log line per re
   assert.equal(cli(["gateway", "up", "--killswitch-only"]).status, 0);
   agent = startIn(NS, [process.execPath, MAIN, "gateway", "run", "--config", config]);
   await waitFor("the agent up and healthy", 30_000, healthy, 200);
-  assert.ok(logLines().some((l) => l.event === "apply" && l.what === "link"));
+  // Its output arrives while we wait: read it the same way.
+  await waitFor("the apply lines", 5_000, () =>
+    logLines().some((l) => l.event === "apply" && l.what === "link"),
+  );
   const pid = findUserspacePid(IF);
   const breaks: [string, string, () => unknown][] = [
     [
@@ -183,7 +186,9 @@ test("a DNS-name endpoint is looked up again while the handshake is stale", {
 test("SIGTERM: the agent stops watching, the kill switch stays", async () => {
   await stop(agent);
   assert.equal(agent!.child.exitCode, 0, agent!.output());
-  assert.ok(logLines().some((l) => /the kill switch stays armed/.test(String(l.msg))));
+  await waitFor("the last log line", 5_000, () =>
+    logLines().some((l) => /the kill switch stays armed/.test(String(l.msg))),
+  );
   const s = status();
   assert.equal(s.killSwitchArmed, true);
   assert.equal(s.agent, null);

@@ -95,24 +95,54 @@ test("dashboard ConfigMap carries the sidecar label and the dashboard JSON; the 
     /wireguard_latest_handshake_delay_seconds\{interface="wg-egress"\} > 150$/,
   );
   assert.equal(byName.WgEgressTunnelStale.labels.severity, "warning");
-  assert.match(byName.WgEgressTunnelDown.expr, /> 300$/);
+  // Down by the exporter's state, by handshake age, or by the interface's absence from a scraped job.
+  const down = byName.WgEgressTunnelDown.expr;
+  assert.ok(down.includes('wg_egress_tunnel_state{interface="wg-egress",state="down"}'), down);
+  assert.ok(down.includes('wireguard_latest_handshake_delay_seconds{interface="wg-egress"}) > 300'), down);
+  assert.ok(down.includes('absent(wireguard_latest_handshake_seconds{interface="wg-egress"})'), down);
+  // The rules name the job the gateway's ScrapeConfig sets.
+  const gatewayJob = objects.find((o) => o.kind === "ScrapeConfig")!.spec.staticConfigs[0].labels.job;
+  assert.ok(down.includes(`up{job="${gatewayJob}"}`), down);
   assert.equal(byName.WgEgressTunnelDown.labels.severity, "critical");
   assert.ok(byName.WgEgressProxyErrors);
 });
 
-test("loopback metrics and a missing proxy.metrics are reported; no LAN address is an error", () => {
-  const { warnings, objects } = k8sObjects(parseConfig({ proxy: { listen: ["10.1.0.1:1080"] } }), opts);
-  assert.equal(objects.filter((o) => o.kind === "ScrapeConfig").length, 1);
-  assert.match(
-    warnings.join("\n"),
-    /gateway\.metrics is 127\.0\.0\.1:9586.*set gateway\.metrics to 10\.1\.0\.1:9586/,
+test("loopback metrics are refused (nothing listens where Prometheus would scrape); wildcard ones take the LAN address; no LAN address is an error", () => {
+  // The default gateway.metrics, 127.0.0.1:9586: a scrape of 10.1.0.1:9586 would find nothing there.
+  for (const [key, config] of [
+    ["gateway.metrics", { proxy: { listen: ["10.1.0.1:1080"] } }],
+    [
+      "proxy.metrics",
+      { proxy: { listen: ["10.1.0.1:1080"], metrics: "[::1]:9587" }, gateway: { metrics: "10.1.0.1:9586" } },
+    ],
+  ] as const)
+    assert.throws(
+      () => k8sObjects(parseConfig(config), opts),
+      (e) =>
+        e instanceof UserError &&
+        e.message.startsWith(`${key} is `) &&
+        /\(loopback\): Prometheus in the cluster cannot reach it, and nothing listens on 10\.1\.0\.1:958[67]; set .* to 10\.1\.0\.1:958[67] \(or 0\.0\.0\.0:958[67]\)$/.test(
+          e.message,
+        ),
+    );
+  const { warnings, objects } = k8sObjects(
+    parseConfig({ proxy: { listen: ["10.1.0.1:1080"] }, gateway: { metrics: "0.0.0.0:9586" } }),
+    opts,
+  );
+  const scrapes = objects.filter((o) => o.kind === "ScrapeConfig") as {
+    spec: { staticConfigs: { targets: string[] }[] };
+  }[];
+  assert.deepEqual(
+    scrapes.map((s) => s.spec.staticConfigs[0].targets),
+    [["10.1.0.1:9586"]],
   );
   assert.match(warnings.join("\n"), /proxy\.metrics is unset/);
   assert.throws(
     () => k8sObjects(parseConfig({}), opts),
     (e) => e instanceof UserError && /proxy\.listen/.test(e.message),
   );
-  const v6 = k8sObjects(parseConfig({}), { ...opts, address: "fd00::1" }).objects[1] as {
+  const v6 = k8sObjects(parseConfig({ gateway: { metrics: "[::]:9586" } }), { ...opts, address: "fd00::1" })
+    .objects[1] as {
     addressType: string;
   };
   assert.equal(v6.addressType, "IPv6");

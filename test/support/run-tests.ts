@@ -22,7 +22,9 @@ function testFiles(dir: string): string[] {
 
 const kind = process.argv[2] ?? "all";
 if (!["unit", "system", "all"].includes(kind)) {
-  process.stderr.write(`usage: run-tests.js unit|system|all [FILTER...]\n`);
+  process.stderr.write(
+    `usage: run-tests.js unit|system|all [FILTER...] (files whose path contains any FILTER)\n`,
+  );
   process.exit(2);
 }
 if (kind !== "unit" && process.getuid?.() !== 0) {
@@ -35,8 +37,16 @@ const filters = process.argv.slice(3);
 const files = testFiles(ROOT).filter((f) => {
   const system = f.endsWith(".system.test.js");
   const rel = relative(ROOT, f);
-  return (kind === "all" || (kind === "system") === system) && filters.every((x) => rel.includes(x));
+  return (
+    (kind === "all" || (kind === "system") === system) &&
+    (!filters.length || filters.some((x) => rel.includes(x)))
+  );
 });
+// With no file, `node --test` would search the working directory on its own.
+if (files.length === 0) {
+  process.stderr.write(`no ${kind} test file matches ${filters.join(" or ") || "(any)"}\n`);
+  process.exit(2);
+}
 const r = spawnSync(
   process.execPath,
   ["--test", "--test-concurrency=1", `--test-timeout=${DEFAULT_TIMEOUT_MS}`, "--test-force-exit", ...files],

@@ -5,6 +5,8 @@ import { PACKAGE_OF } from "../../src/util/run.js";
 /** The Debian package of each tool the tests call (beyond those the product itself runs). */
 const TEST_PACKAGE_OF: Record<string, string> = {
   ...PACKAGE_OF,
+  age: "age",
+  "age-keygen": "age",
   curl: "curl",
   ncat: "ncat",
   proxychains4: "proxychains4",

@@ -19,9 +19,12 @@ import { compileLabelSelector } from "./label-selector.js";
 
 /**
  * A local fake of the Hetzner Cloud API, built from its public documentation: same paths, bodies, error
- * format ({"error":{"code","message","details"}}), Bearer auth, actions that run and then succeed, label
- * selectors, name filters, pagination (meta.pagination), rate-limit headers with a configurable budget,
- * server types with per-location prices, uniqueness and resource-in-use errors. In-memory, loopback only.
+ * format ({"error":{"code","message","details"}}), Bearer auth, actions that run and then succeed (or fail,
+ * when told to: `failActions`), a server's actions list, label selectors, name filters, pagination
+ * (meta.pagination), rate-limit headers with a configurable budget, server types with per-location prices,
+ * GET /pricing (primary IPs are billed on top of the server), reverse DNS (change_dns_ptr; the default PTR
+ * is Hetzner's static.….clients.your-server.de), a server's firewalls "pending" until the applying action
+ * finished, uniqueness and resource-in-use errors. In-memory, loopback only.
  * Addresses handed out are from the documentation ranges (203.0.113.0/24, 2001:db8::/32): never contacted.
  */
 
@@ -36,6 +39,8 @@ export interface FakeOptions {
   rateWindowMs?: number;
   /** Most servers the "account" may have (resource_limit_exceeded beyond it). */
   serverLimit?: number;
+  /** Action commands (e.g. create_server) that end in status "error" with this error instead of succeeding. */
+  failActions?: Record<string, { code: string; message: string }>;
 }
 
 const LOCATIONS: Location[] = [
@@ -87,6 +92,9 @@ const price = (location: string, monthlyNet: number) => ({
   price_monthly: { net: monthlyNet.toFixed(10), gross: (monthlyNet * 1.19).toFixed(10) },
 });
 
+/** Primary IPv4 per location, €/month net (IPv6 is free), as GET /pricing reports it. */
+const PRIMARY_IPV4_NET = 0.5;
+
 /** Made-up but shaped like the real list: the ARM type only in the EU, one type in every location. */
 const SERVER_TYPES: ServerType[] = [
   {
@@ -136,6 +144,7 @@ interface PendingAction {
   action: Action;
   pollsLeft: number;
   onSuccess?: () => void;
+  onFailure?: () => void;
 }
 
 export class FakeHetzner {
@@ -250,6 +259,19 @@ export class FakeHetzner {
     if (p === "/servers" && method === "GET")
       return [200, this.list("servers", [...this.servers.values()], q)];
     if (p === "/servers" && method === "POST") return [201, this.createServer(body)];
+    const serverActions = at(/^\/servers\/(\d+)\/actions$/)?.[0];
+    if (serverActions && method === "GET") {
+      const server = this.find(this.servers, serverActions, "server");
+      const statuses = q.getAll("status");
+      const actions = [...this.actions.values()]
+        .map((a) => a.action)
+        .filter((a) => a.resources.some((r) => r.type === "server" && r.id === server.id))
+        .filter((a) => !statuses.length || statuses.includes(a.status));
+      return [200, this.list("actions", actions, new URLSearchParams({ page: q.get("page") ?? "1" }))];
+    }
+    const dnsPtr = at(/^\/servers\/(\d+)\/actions\/change_dns_ptr$/)?.[0];
+    if (dnsPtr && method === "POST")
+      return [201, { action: this.changeDnsPtr(this.find(this.servers, dnsPtr, "server"), body) }];
     const serverId = at(/^\/servers\/(\d+)$/)?.[0];
     if (serverId) {
       const server = this.find(this.servers, serverId, "server");
@@ -285,6 +307,7 @@ export class FakeHetzner {
     if (p === "/server_types" && method === "GET") return [200, this.list("server_types", SERVER_TYPES, q)];
     if (p === "/locations" && method === "GET") return [200, this.list("locations", LOCATIONS, q)];
     if (p === "/ssh_keys" && method === "GET") return [200, this.list("ssh_keys", this.sshKeys, q)];
+    if (p === "/pricing" && method === "GET") return [200, { pricing: this.pricing() }];
     throw new ApiError(404, "not_found", `no route ${method} ${p}`);
   }
 
@@ -294,14 +317,11 @@ export class FakeHetzner {
     return item;
   }
 
-  private list<T extends { name: string; labels?: Record<string, string> }>(
-    key: string,
-    all: T[],
-    q: URLSearchParams,
-  ): Json {
+  private list<T extends object>(key: string, all: T[], q: URLSearchParams): Json {
     let items = all;
     const name = q.get("name");
-    if (name) items = items.filter((i) => i.name === name);
+    const named = (i: T) => i as { name?: string; labels?: Record<string, string> };
+    if (name) items = items.filter((i) => named(i).name === name);
     const selector = q.get("label_selector");
     if (selector) {
       let match: (l: Record<string, string>) => boolean;
@@ -312,7 +332,7 @@ export class FakeHetzner {
           fields: [{ name: "label_selector", messages: [(e as Error).message] }],
         });
       }
-      items = items.filter((i) => match(i.labels ?? {}));
+      items = items.filter((i) => match(named(i).labels ?? {}));
     }
     const perPage = Math.min(Math.max(Number(q.get("per_page") ?? 25) || 25, 1), 50);
     const lastPage = Math.max(1, Math.ceil(items.length / perPage));
@@ -336,6 +356,7 @@ export class FakeHetzner {
     command: string,
     resources: { id: number; type: string }[],
     onSuccess?: () => void,
+    onFailure?: () => void,
   ): Action {
     const action: Action = {
       id: this.id(),
@@ -347,18 +368,20 @@ export class FakeHetzner {
       resources,
       error: null,
     };
-    const pending = { action, pollsLeft: this.opts.actionPolls ?? 2, onSuccess };
+    const pending = { action, pollsLeft: this.opts.actionPolls ?? 2, onSuccess, onFailure };
     this.actions.set(action.id, pending);
     if (this.opts.actionMs === undefined && pending.pollsLeft <= 0) this.finish(pending);
     return structuredClone(action);
   }
 
   private finish(p: PendingAction): void {
-    p.action.status = "success";
-    p.action.progress = 100;
+    const error = this.opts.failActions?.[p.action.command];
+    p.action.status = error ? "error" : "success";
+    p.action.error = error ? { ...error } : null;
+    if (!error) p.action.progress = 100;
     p.action.finished = new Date().toISOString();
-    p.onSuccess?.();
-    p.onSuccess = undefined;
+    (error ? p.onFailure : p.onSuccess)?.();
+    p.onSuccess = p.onFailure = undefined;
   }
 
   private poll(id: number): Action {
@@ -401,8 +424,18 @@ export class FakeHetzner {
       created: new Date().toISOString(),
       labels,
       public_net: {
-        ipv4: { id: this.id(), ip: `203.0.113.${(id % 250) + 1}`, blocked: false },
-        ipv6: { id: this.id(), ip: `2001:db8:${(id % 65000).toString(16)}::/64`, blocked: false },
+        ipv4: {
+          id: this.id(),
+          ip: `203.0.113.${(id % 250) + 1}`,
+          blocked: false,
+          dns_ptr: defaultPtr(`203.0.113.${(id % 250) + 1}`),
+        },
+        ipv6: {
+          id: this.id(),
+          ip: `2001:db8:${(id % 65000).toString(16)}::/64`,
+          blocked: false,
+          dns_ptr: [],
+        },
         firewalls: [],
       },
       server_type: serverType,
@@ -449,6 +482,7 @@ export class FakeHetzner {
     for (const id of firewallIds) this.attach(this.firewalls.get(id)!, server);
     const action = this.startAction("create_server", [{ id: server.id, type: "server" }], () => {
       server.status = "running";
+      for (const f of server.public_net.firewalls) f.status = "applied";
     });
     const next = this.startAction("start_server", [{ id: server.id, type: "server" }]);
     return {
@@ -460,19 +494,32 @@ export class FakeHetzner {
   }
 
   private deleteServer(server: Server): Action {
+    const was = server.status;
     server.status = "deleting";
-    return this.startAction("delete_server", [{ id: server.id, type: "server" }], () => {
-      this.servers.delete(server.id);
-      for (const fw of this.firewalls.values())
-        fw.applied_to = fw.applied_to.filter((r) => !(r.type === "server" && r.server.id === server.id));
-    });
+    return this.startAction(
+      "delete_server",
+      [{ id: server.id, type: "server" }],
+      () => {
+        this.servers.delete(server.id);
+        for (const fw of this.firewalls.values())
+          fw.applied_to = fw.applied_to.filter((r) => !(r.type === "server" && r.server.id === server.id));
+      },
+      () => {
+        server.status = was;
+      },
+    );
   }
 
   private attach(fw: Firewall, server: Server): void {
     if (fw.applied_to.some((r) => r.type === "server" && r.server.id === server.id))
       throw new ApiError(422, "firewall_already_applied", "firewall is already applied to the server");
     fw.applied_to.push({ type: "server", server: { id: server.id } });
-    server.public_net.firewalls.push({ id: fw.id, status: "applied" });
+    // Pending until the action that applies it has finished.
+    server.public_net.firewalls.push({ id: fw.id, status: "pending" });
+  }
+
+  private applied(fw: Firewall, server: Server): void {
+    for (const f of server.public_net.firewalls) if (f.id === fw.id) f.status = "applied";
   }
 
   private detach(fw: Firewall, server: Server): void {
@@ -526,10 +573,14 @@ export class FakeHetzner {
     this.firewalls.set(fw.id, fw);
     for (const s of targets) this.attach(fw, s);
     const actions = targets.map((s) =>
-      this.startAction("apply_firewall", [
-        { id: fw.id, type: "firewall" },
-        { id: s.id, type: "server" },
-      ]),
+      this.startAction(
+        "apply_firewall",
+        [
+          { id: fw.id, type: "firewall" },
+          { id: s.id, type: "server" },
+        ],
+        () => this.applied(fw, s),
+      ),
     );
     return { firewall: structuredClone(fw), actions };
   }
@@ -556,9 +607,70 @@ export class FakeHetzner {
     );
     for (const s of servers) (apply ? this.attach : this.detach).call(this, fw, s);
     return servers.map((s) =>
-      this.startAction(apply ? "apply_firewall" : "remove_firewall", [...res, { id: s.id, type: "server" }]),
+      this.startAction(
+        apply ? "apply_firewall" : "remove_firewall",
+        [...res, { id: s.id, type: "server" }],
+        apply ? () => this.applied(fw, s) : undefined,
+      ),
     );
   }
+
+  /** POST /servers/{id}/actions/change_dns_ptr: {ip, dns_ptr}; null resets Hetzner's default name. */
+  private changeDnsPtr(server: Server, body: Json): Action {
+    const ip = body.ip;
+    const ptr = body.dns_ptr;
+    if (typeof ip !== "string") throw this.invalid("ip", "is required");
+    if (ptr !== null && (typeof ptr !== "string" || !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(ptr)))
+      throw this.invalid("dns_ptr", "must be a valid hostname or null");
+    const v4 = server.public_net.ipv4;
+    const v6 = server.public_net.ipv6;
+    const inV6 = v6 && ip.startsWith(v6.ip.split("::")[0]);
+    if (v4?.ip !== ip && !inV6)
+      throw new ApiError(422, "invalid_input", `IP ${ip} does not belong to server ${server.id}`);
+    return this.startAction("change_dns_ptr", [{ id: server.id, type: "server" }], () => {
+      if (v4?.ip === ip) v4.dns_ptr = ptr ?? defaultPtr(ip);
+      else if (v6) {
+        v6.dns_ptr = v6.dns_ptr.filter((e) => e.ip !== ip);
+        if (ptr) v6.dns_ptr.push({ ip, dns_ptr: ptr });
+      }
+    });
+  }
+
+  private pricing(): Json {
+    const monthly = (net: number) => ({ net: net.toFixed(10), gross: (net * 1.19).toFixed(10) });
+    const hourly = (net: number) => ({
+      net: (net / 730).toFixed(10),
+      gross: ((net / 730) * 1.19).toFixed(10),
+    });
+    return {
+      currency: "EUR",
+      vat_rate: "19.00",
+      primary_ips: [
+        {
+          type: "ipv4",
+          prices: LOCATIONS.map((l) => ({
+            location: l.name,
+            price_hourly: hourly(PRIMARY_IPV4_NET),
+            price_monthly: monthly(PRIMARY_IPV4_NET),
+          })),
+        },
+        {
+          type: "ipv6",
+          prices: LOCATIONS.map((l) => ({
+            location: l.name,
+            price_hourly: hourly(0),
+            price_monthly: monthly(0),
+          })),
+        },
+      ],
+      server_types: SERVER_TYPES.map((t) => ({ id: t.id, name: t.name, prices: t.prices })),
+    };
+  }
+}
+
+/** Hetzner's default reverse DNS name of a server's IPv4 address. */
+function defaultPtr(ip: string): string {
+  return `static.${ip.split(".").reverse().join(".")}.clients.your-server.de`;
 }
 
 export function startFakeHetzner(opts: FakeOptions = {}): Promise<FakeHetzner> {

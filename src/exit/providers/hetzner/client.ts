@@ -11,6 +11,7 @@ import type {
   FirewallRule,
   Location,
   Pagination,
+  Pricing,
   Server,
   ServerType,
   SshKey,
@@ -36,6 +37,8 @@ export class HetznerApiError extends UserError {
 
 export interface ClientOptions {
   token: string;
+  /** Where the token came from ("HCLOUD_TOKEN", "the token in FILE"): named when the API rejects it. */
+  tokenSource?: string;
   endpoint?: string;
   /** Retries of a rate-limited (429) request before giving up. */
   maxRetries?: number;
@@ -49,6 +52,8 @@ export interface ClientOptions {
 export interface ListQuery {
   name?: string;
   label_selector?: string;
+  /** Actions only: any of these statuses. */
+  status?: string[];
 }
 
 const PER_PAGE = 50;
@@ -74,12 +79,16 @@ function fieldDetails(details: Record<string, unknown> | null | undefined): stri
 }
 
 /** The one-line message for an API error: what happened and what to do about it. */
-function explain(status: number, body: ApiErrorBody["error"], what: string): string {
+function explain(status: number, body: ApiErrorBody["error"], what: string, source: string): string {
+  const replace =
+    source === "HCLOUD_TOKEN"
+      ? "set HCLOUD_TOKEN to it"
+      : "store it with: wg-egress secrets set-token --token-stdin";
   switch (body.code) {
     case "unauthorized":
-      return `HCLOUD_TOKEN rejected by the API: ${body.message}; create a read/write token in the Hetzner Console (Security → API tokens)`;
+      return `${source} rejected by the API: ${body.message}; create a read/write token in the Hetzner Console (Security → API tokens) and ${replace}`;
     case "forbidden":
-      return `HCLOUD_TOKEN may not ${what}: ${body.message}; use a token with read/write permission`;
+      return `${source} may not ${what}: ${body.message}; use a token with read/write permission and ${replace}`;
     case "resource_limit_exceeded":
       return `Hetzner resource limit reached (${what}): ${body.message}; delete unused resources or ask Hetzner to raise the limit`;
     case "rate_limit_exceeded":
@@ -89,9 +98,25 @@ function explain(status: number, body: ApiErrorBody["error"], what: string): str
   }
 }
 
+/** HCLOUD_ENDPOINT as the hcloud CLI takes it: an http(s) URL; anything else is a one-line error now. */
+function checkEndpoint(endpoint: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== "https:" && url.protocol !== "http:"))
+    throw new UserError(
+      `HCLOUD_ENDPOINT ${JSON.stringify(endpoint)} is not an http(s) URL: use the form ${DEFAULT_ENDPOINT} (with the scheme), or unset it for Hetzner's API`,
+    );
+  return endpoint.replace(/\/+$/, "");
+}
+
 export class HetznerClient {
   readonly endpoint: string;
   private readonly token: string;
+  private readonly tokenSource: string;
   private readonly maxRetries: number;
   private readonly maxWaitMs: number;
   private readonly sleep: (ms: number) => Promise<void>;
@@ -99,7 +124,8 @@ export class HetznerClient {
 
   constructor(opts: ClientOptions) {
     this.token = opts.token;
-    this.endpoint = (opts.endpoint ?? DEFAULT_ENDPOINT).replace(/\/+$/, "");
+    this.tokenSource = opts.tokenSource ?? "HCLOUD_TOKEN";
+    this.endpoint = checkEndpoint(opts.endpoint ?? DEFAULT_ENDPOINT);
     this.maxRetries = opts.maxRetries ?? 5;
     this.maxWaitMs = opts.maxWaitMs ?? 60_000;
     this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
@@ -122,11 +148,12 @@ export class HetznerClient {
     method: string,
     path: string,
     body?: unknown,
-    query?: Record<string, string | number | undefined>,
+    query?: Record<string, string | number | string[] | undefined>,
   ): Promise<T> {
     const url = new URL(this.endpoint + path);
     for (const [k, v] of Object.entries(query ?? {}))
-      if (v !== undefined && v !== "") url.searchParams.set(k, String(v));
+      for (const one of Array.isArray(v) ? v : [v])
+        if (one !== undefined && one !== "") url.searchParams.append(k, String(one));
     const what = `${method} ${path}`;
     for (let attempt = 0; ; attempt++) {
       let res: Response;
@@ -172,7 +199,7 @@ export class HetznerClient {
         err.code,
         err.message,
         err.details ?? null,
-        explain(res.status, err, what),
+        explain(res.status, err, what, this.tokenSource),
       );
     }
   }
@@ -212,6 +239,21 @@ export class HetznerClient {
 
   async deleteServer(id: number): Promise<Action> {
     return (await this.request<{ action: Action }>("DELETE", `/servers/${id}`)).action;
+  }
+
+  /** The server's actions, optionally only those with these statuses (running, success, error). */
+  listServerActions(id: number, status: Action["status"][] = []): Promise<Action[]> {
+    return this.listAll(`/servers/${id}/actions`, "actions", { status });
+  }
+
+  /** Sets the PTR record of one of the server's primary IPs (null: back to Hetzner's default). */
+  async changeDnsPtr(id: number, ip: string, dnsPtr: string | null): Promise<Action> {
+    return (
+      await this.request<{ action: Action }>("POST", `/servers/${id}/actions/change_dns_ptr`, {
+        ip,
+        dns_ptr: dnsPtr,
+      })
+    ).action;
   }
 
   listFirewalls(query: ListQuery = {}): Promise<Firewall[]> {
@@ -266,5 +308,9 @@ export class HetznerClient {
 
   listSshKeys(query: ListQuery = {}): Promise<SshKey[]> {
     return this.listAll("/ssh_keys", "ssh_keys", query);
+  }
+
+  async getPricing(): Promise<Pricing> {
+    return (await this.request<{ pricing: Pricing }>("GET", "/pricing")).pricing;
   }
 }

@@ -1,6 +1,6 @@
 import ipaddr from "ipaddr.js";
 import { UserError } from "../../../util/errors.js";
-import type { Firewall, FirewallRule, ServerType } from "./types.js";
+import type { Firewall, FirewallRule, Pricing, ServerType } from "./types.js";
 
 /** Pure decisions for the Hetzner exit: firewall rules, price lookup, what a server/firewall looks like. */
 
@@ -14,6 +14,50 @@ export function asCidr(source: string): string {
   }
   const addr = ipaddr.parse(source);
   return `${addr.toString()}/${addr.kind() === "ipv4" ? 32 : 128}`;
+}
+
+const NOT_HOME = new Set([
+  "unspecified",
+  "broadcast",
+  "multicast",
+  "linkLocal",
+  "loopback",
+  "private",
+  "uniqueLocal",
+  "carrierGradeNat",
+  "ipv4Mapped",
+]);
+
+/**
+ * A home address for the SSH rule (--home-ip, or what the detector saw): one public address, or a prefix no
+ * wider than /24 (IPv4) or /48 (IPv6). Checked before any API call: 0.0.0.0/0 or 10.0.0.0/8 is no home IP.
+ */
+export function checkHomeSource(source: string, what: string, exitCode = 2): string {
+  let addr: ipaddr.IPv4 | ipaddr.IPv6;
+  let len: number;
+  try {
+    [addr, len] = source.includes("/")
+      ? ipaddr.parseCIDR(source)
+      : [ipaddr.parse(source), source.includes(":") ? 128 : 32];
+  } catch {
+    throw new UserError(
+      `${what} ${JSON.stringify(source)}: expected your home's public IP address (e.g. 198.51.100.7), or a prefix like 2001:db8:1::/56`,
+      exitCode,
+    );
+  }
+  const range = addr.range();
+  if (NOT_HOME.has(range))
+    throw new UserError(
+      `${what} ${source}: a ${range} address is not your home's public address (the one the exit sees); pass that one`,
+      exitCode,
+    );
+  const widest = addr.kind() === "ipv4" ? 24 : 48;
+  if (len < widest)
+    throw new UserError(
+      `${what} ${source}: a /${len} opens SSH to far more than your home; pass the address itself, or a prefix of at least /${widest}`,
+      exitCode,
+    );
+  return source;
 }
 
 /** Inbound: WireGuard from anywhere (it is authenticated), SSH only from `sshSources` (the home IP). */
@@ -71,14 +115,28 @@ export function summarizeRules(rules: FirewallRule[]): string[] {
   );
 }
 
-export interface MonthlyCost {
+export interface Amount {
   gross: number;
   net: number;
-  location: string;
 }
 
-/** The type's monthly price in `location`, or a UserError naming the locations that do offer it. */
-export function monthlyCost(type: ServerType, location: string): MonthlyCost {
+export interface MonthlyCost extends Amount {
+  location: string;
+  server: Amount;
+  /** The primary IPv4 address, billed on top of the server. */
+  ipv4: Amount;
+}
+
+const amount = (p: { gross: string; net: string } | undefined): Amount => ({
+  gross: Number(p?.gross ?? 0),
+  net: Number(p?.net ?? 0),
+});
+
+/**
+ * The monthly price in `location`: the server type's plus its primary IPv4 (GET /pricing), or a UserError
+ * naming the locations that offer the type.
+ */
+export function monthlyCost(type: ServerType, location: string, pricing: Pricing): MonthlyCost {
   const p = type.prices.find((x) => x.location === location);
   if (!p) {
     const where = type.prices.map((x) => x.location).sort();
@@ -86,9 +144,14 @@ export function monthlyCost(type: ServerType, location: string): MonthlyCost {
       `server type ${type.name} is not available in location ${location}; locations that have it: ${where.join(", ") || "none"} (set exit.hetzner.location)`,
     );
   }
-  return { gross: Number(p.price_monthly.gross), net: Number(p.price_monthly.net), location };
+  const server = amount(p.price_monthly);
+  const ipv4 = amount(
+    pricing.primary_ips.find((x) => x.type === "ipv4")?.prices.find((x) => x.location === location)
+      ?.price_monthly,
+  );
+  return { gross: server.gross + ipv4.gross, net: server.net + ipv4.net, location, server, ipv4 };
 }
 
 export function formatCost(type: string, c: MonthlyCost): string {
-  return `monthly cost: €${c.gross.toFixed(2)} incl. VAT (€${c.net.toFixed(2)} net) for ${type} in ${c.location}`;
+  return `monthly cost: €${c.gross.toFixed(2)} incl. VAT (€${c.net.toFixed(2)} net) for ${type} in ${c.location}: server €${c.server.net.toFixed(2)} + primary IPv4 €${c.ipv4.net.toFixed(2)} net`;
 }

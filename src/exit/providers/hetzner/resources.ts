@@ -1,7 +1,8 @@
 import type { ExitConfig } from "../../../config/exit-schema.js";
 import { UserError } from "../../../util/errors.js";
 import type { Progress } from "../../progress.js";
-import { type HetznerClient, hasLabels, labelSelector } from "./client.js";
+import { pollIntervalMs, waitForActions } from "./actions.js";
+import { HetznerApiError, type HetznerClient, hasLabels, labelSelector } from "./client.js";
 import type { Firewall, Server } from "./types.js";
 
 /** What every Hetzner exit command works with. */
@@ -20,22 +21,15 @@ function refuse(kind: string, name: string, labels: Record<string, string>): nev
 }
 
 /**
- * Our server: the one carrying our labels (even if renamed). A same-named server without them is someone
- * else's and is refused, never adopted.
+ * Our server: the one named exit.hetzner.serverName that carries our labels. By name and label both: another
+ * labelled server (a second exit, another config) is not ours to report, firewall or delete, and a
+ * same-named server without the labels is someone else's, refused, never adopted.
  */
 export async function findServer(ctx: HetznerContext): Promise<Server | undefined> {
   const { labels, serverName } = ctx.exit.hetzner;
-  const ours = await ctx.client.listServers({ label_selector: labelSelector(labels) });
-  const named = ours.filter((s) => s.name === serverName);
-  if (named.length) return named[0];
-  if (ours.length === 1) return ours[0];
-  if (ours.length > 1)
-    throw new UserError(
-      `${ours.length} servers carry the label ${labelSelector(labels)} (${ours.map((s) => s.name).join(", ")}), none named ${serverName}: set exit.hetzner.serverName to the one to use`,
-    );
-  const other = await ctx.client.listServers({ name: serverName });
-  if (other.length) refuse("server", serverName, labels);
-  return undefined;
+  const [server] = await ctx.client.listServers({ name: serverName });
+  if (server && !hasLabels(server, labels)) refuse("server", serverName, labels);
+  return server;
 }
 
 export async function findFirewall(ctx: HetznerContext): Promise<Firewall | undefined> {
@@ -43,4 +37,29 @@ export async function findFirewall(ctx: HetznerContext): Promise<Firewall | unde
   const [fw] = await ctx.client.listFirewalls({ name: firewallName });
   if (fw && !hasLabels(fw, labels)) refuse("firewall", firewallName, labels);
   return fw;
+}
+
+export async function deleteServer(ctx: HetznerContext, server: Server): Promise<void> {
+  await waitForActions(ctx.client, [await ctx.client.deleteServer(server.id)], ctx.progress);
+}
+
+const FIREWALL_DELETE_TRIES = 20;
+
+/** Deletes a firewall, waiting while the API still counts a just-deleted server as using it. */
+export async function deleteFirewall(ctx: HetznerContext, fw: Firewall): Promise<void> {
+  for (let i = 1; ; i++) {
+    try {
+      await ctx.client.deleteFirewall(fw.id);
+      return;
+    } catch (e) {
+      const inUse = e instanceof HetznerApiError && e.code === "resource_in_use";
+      if (!inUse) throw e;
+      if (i >= FIREWALL_DELETE_TRIES)
+        throw new UserError(
+          `firewall ${fw.name} is still applied to other resources: remove it from them first, then run deprovision again`,
+          1,
+        );
+      await new Promise((r) => setTimeout(r, pollIntervalMs()));
+    }
+  }
 }

@@ -71,8 +71,8 @@ export interface Server {
   created: string;
   labels: Record<string, string>;
   public_net: {
-    ipv4: { id: number; ip: string; blocked: boolean } | null;
-    ipv6: { id: number; ip: string; blocked: boolean } | null;
+    ipv4: { id: number; ip: string; blocked: boolean; dns_ptr: string } | null;
+    ipv6: { id: number; ip: string; blocked: boolean; dns_ptr: { ip: string; dns_ptr: string }[] } | null;
     firewalls: { id: number; status: "applied" | "pending" }[];
   };
   server_type: ServerType;
@@ -101,6 +101,16 @@ export interface Firewall {
   created: string;
   rules: FirewallRule[];
   applied_to: FirewallResource[];
+}
+
+/** GET /pricing, the parts we read: what a primary IP costs per location (billed on top of the server). */
+export interface Pricing {
+  currency: string;
+  vat_rate: string;
+  primary_ips: {
+    type: "ipv4" | "ipv6";
+    prices: { location: string; price_hourly: Price; price_monthly: Price }[];
+  }[];
 }
 
 export interface Pagination {
