@@ -29,7 +29,7 @@ export function registerLab(program: Command): void {
   lab
     .command("test")
     .description("run the end-to-end scenarios against a running lab; the last one tears it down")
-    .option("--only <numbers>", "run only these scenarios, e.g. 1,2 (skipping 5 keeps the lab up)")
+    .option("--only <numbers>", "run only these scenarios, e.g. 1,2 (without 11 the lab stays up)")
     .action(async (o: { only?: string }) => {
       requireRoot();
       if (!LAB_NAMESPACES.every((ns) => existsSync(`/run/netns/${ns}`)))

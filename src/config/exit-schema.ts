@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { z } from "zod";
 import { cidr, ifaceAddress, port, wgKey } from "./types.js";
 
@@ -30,6 +31,19 @@ export const exitSchema = z
     noSsh: z.boolean().default(false),
     /** PTR record of the exit's IPv4, set through the Hetzner API (IRC servers check reverse DNS). */
     reverseDns: hostname.optional(),
+    /**
+     * The exit's caching resolver (unbound) on its tunnel address: the gateway's proxy resolves names
+     * there by default. Empty forwarders = full recursion from the root servers.
+     */
+    dns: z
+      .object({
+        /** Upstream resolvers to forward to (IP addresses) instead of recursing, e.g. the provider's. */
+        forwarders: z.array(z.string().refine((v) => isIP(v) !== 0, "expected an IP address")).default([]),
+        /** Validate DNSSEC (root trust anchor from Debian's dns-root-data). */
+        dnssec: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
     /** Who may reach SSH; empty = the detected home IP. */
     sshAllowFrom: z.array(cidr).default([]),
     /** How the current home IP is detected (first that answers wins). */

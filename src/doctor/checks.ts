@@ -1,6 +1,7 @@
-import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
-import type { DataPath } from "../gateway/plan.js";
+import type { DataPath } from "../gateway/model.js";
+import { hex } from "../gateway/nft.js";
+import type { AgentReport } from "../gateway/runtime.js";
 import type { GatewayStatus } from "../gateway/status.js";
 import { formatHostPort, type HostPort } from "../util/hostport.js";
 import { type CheckResult, fail, pass, skip, warn } from "./check.js";
@@ -10,7 +11,6 @@ import { type CheckResult, fail, pass, skip, warn } from "./check.js";
  * Each follows a step of the seed's troubleshooting section, with the fix spelled out.
  */
 
-const hex = (n: number) => `0x${n.toString(16)}`;
 /** Stands for `--config FILE` in the fixes; runDoctor puts in the file in use (nothing for the default). */
 export const CONFIG_ARG = " --config <file>";
 const UP = `wg-egress gateway up${CONFIG_ARG}`;
@@ -91,11 +91,11 @@ export function ruleCheck(st: GatewayStatus, p: DataPath): CheckResult {
   );
 }
 
-/** `nft list chain inet wg-egress mark_proxy`: is the proxy user's traffic marked with our mark? */
-export function markRuleCheck(chainText: string | null, p: DataPath): CheckResult {
+/** The rules of chain mark_proxy (from the shared nft parser): is the proxy user's traffic marked with our mark? */
+export function markRuleCheck(rules: readonly string[] | null, p: DataPath): CheckResult {
   const name = "nft mark rule";
-  if (chainText === null) return fail(name, "table inet wg-egress or its chain mark_proxy is missing", UP);
-  const marks = chainText.split("\n").filter((l) => /meta skuid /.test(l) && /meta mark set/.test(l));
+  if (rules === null) return fail(name, "table inet wg-egress or its chain mark_proxy is missing", UP);
+  const marks = rules.filter((l) => /meta skuid /.test(l) && /meta mark set/.test(l));
   const ok = marks.some(
     (l) =>
       new RegExp(`meta skuid ${p.uid}\\b`).test(l) &&
@@ -104,33 +104,42 @@ export function markRuleCheck(chainText: string | null, p: DataPath): CheckResul
   if (!ok)
     return fail(
       name,
-      marks.length
-        ? `marks other traffic: ${marks.map((l) => l.trim()).join("; ")}`
-        : "no rule marks the proxy's packets",
+      marks.length ? `marks other traffic: ${marks.join("; ")}` : "no rule marks the proxy's packets",
       `the proxy's uid is ${p.uid} and the mark ${hex(p.fwmark)}: check gateway.proxyUid/fwmark, then ${UP}`,
     );
   return pass(name, `meta skuid ${p.uid} … meta mark set ${hex(p.fwmark)}`);
 }
 
-export function killSwitchCheck(st: GatewayStatus, chains: readonly string[]): CheckResult {
+export function killSwitchCheck(st: GatewayStatus): CheckResult {
   const name = "kill switch";
   if (st.killSwitchArmed)
     return pass(
       name,
       `armed: unreachable default in the table, reject rule in chain kill_switch${st.nft.killSwitchRejects ? ` (${st.nft.killSwitchRejects} packets refused so far)` : ""}`,
     );
-  const missing = [
-    !st.nft.present && "nft table inet wg-egress",
-    st.nft.present && !chains.includes("kill_switch") && "chain kill_switch (reject rule)",
-    !st.route.unreachable4 && "IPv4 unreachable default route",
-    !st.route.unreachable6 && "IPv6 unreachable default route",
-    !(st.rule.ipv4 && st.rule.ipv6) && "ip rules",
-  ].filter(Boolean);
   return fail(
     name,
-    `NOT armed, missing: ${missing.join(", ") || "some part"}; if the tunnel drops, the proxy's traffic may leave via the home line`,
+    `NOT armed, missing: ${st.killSwitchMissing.join(", ") || "some part"}; if the tunnel drops, the proxy's traffic may leave via the home line`,
     UP,
   );
+}
+
+/** Who repairs drift: without the agent a link flap or a flushed ruleset stays broken until someone runs `up`. */
+export function agentCheck(agent: AgentReport | null): CheckResult {
+  const name = "gateway agent";
+  if (!agent)
+    return warn(
+      name,
+      "no gateway agent runs: a link flap, a dead wireguard-go or a flushed ruleset stays broken (failing closed) until someone runs gateway up",
+      "systemctl enable --now wg-egress-gateway (it runs wg-egress gateway run)",
+    );
+  const repairs = Object.entries(agent.repairs)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+  const about = `pid ${agent.pid}, ${agent.state}; repairs: ${repairs || "none"}; ${agent.failures} failure(s)`;
+  if (agent.state === "failing")
+    return warn(name, about, "its log says what it cannot repair (journalctl -u wg-egress-gateway)");
+  return pass(name, about);
 }
 
 export interface Listener {
@@ -219,27 +228,4 @@ export function proxyUserCheck(
       `create a system user with uid ${uid} (e.g. useradd -r -u ${uid} wg-egress-proxy)`,
     );
   return pass(name, mine.length ? `${who} owns the listening socket` : `${who} exists`);
-}
-
-/**
- * DNS through the tunnel: names the proxy resolves itself are its own (marked) packets. A loopback stub
- * resolver (systemd-resolved, dnsmasq) asks upstream as another user, over the home line.
- */
-export function dnsCheck(resolvConf: string | null, proxyDnsServers: readonly string[]): CheckResult {
-  const name = "DNS through the tunnel";
-  if (proxyDnsServers.length)
-    return pass(name, `the proxy asks ${proxyDnsServers.join(", ")} itself (marked, through the tunnel)`);
-  const servers = [...(resolvConf ?? "").matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1]);
-  const local = servers.filter((s) => isIP(s) && ipaddr.process(s).range() === "loopback");
-  if (!servers.length) return warn(name, "no nameserver in /etc/resolv.conf", "set proxy.dns.servers");
-  if (local.length)
-    return warn(
-      name,
-      `the system resolver is ${local.join(", ")} (a local stub): its upstream queries leave via the home line`,
-      "set proxy.dns.servers (e.g. [1.1.1.1, 9.9.9.9]) so the proxy's own queries go through the tunnel",
-    );
-  return pass(
-    name,
-    `the proxy's queries to ${servers.join(", ")} are its own packets (marked, through the tunnel)`,
-  );
 }

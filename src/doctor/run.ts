@@ -1,16 +1,17 @@
 import { readFileSync } from "node:fs";
 import type { Config } from "../config/schema.js";
 import { shellQuote } from "../exit/ssh-install.js";
-import { dataPathOf, NFT_TABLE } from "../gateway/plan.js";
-import { resolveProxyUid } from "../gateway/proxy-user.js";
+import { dataPathOfConfig } from "../gateway/apply.js";
+import type { DataPath } from "../gateway/model.js";
+import { readAgentReport } from "../gateway/runtime.js";
 import { observe, summarize } from "../gateway/status.js";
 import { errorMessage } from "../util/errors.js";
 import { formatHostPort, type HostPort, parseHostPort } from "../util/hostport.js";
 import { run } from "../util/run.js";
 import { type CheckResult, fail, skip } from "./check.js";
 import {
+  agentCheck,
   CONFIG_ARG,
-  dnsCheck,
   exitReachableCheck,
   handshakeCheck,
   interfaceCheck,
@@ -23,6 +24,7 @@ import {
   ruleCheck,
   sameAddr,
 } from "./checks.js";
+import { dnsCheck, dnsProbeName, dnsRoute, noDnsProbe, probeDns } from "./dns.js";
 import { exitIpCheck, observeIps, skippedIpCheck } from "./ip-check.js";
 
 /** Gathers what the checks look at (side effects only here), then runs every check in the seed's order. */
@@ -54,16 +56,15 @@ const TUNNEL_CHECKS = [
   "ip rule fwmark",
   "nft mark rule",
   "kill switch",
+  "gateway agent",
 ];
 
-async function tunnelChecks(config: Config, uid: number): Promise<CheckResult[]> {
-  if (process.getuid?.() !== 0)
+const isRoot = () => process.getuid?.() === 0;
+
+async function tunnelChecks(config: Config, p: DataPath): Promise<CheckResult[]> {
+  if (!isRoot())
     return TUNNEL_CHECKS.map((n) => skip(n, "needs root (wg show, nft list): run doctor as root"));
-  const p = dataPathOf(config.gateway, uid);
-  const [state, chain] = await Promise.all([
-    observe(p),
-    run("nft", ["list", "chain", "inet", NFT_TABLE, "mark_proxy"], { allowFail: true }),
-  ]);
+  const state = await observe(p);
   const st = summarize(p, state, Math.floor(Date.now() / 1000));
   return [
     interfaceCheck(st),
@@ -71,22 +72,25 @@ async function tunnelChecks(config: Config, uid: number): Promise<CheckResult[]>
     exitReachableCheck(st, config.gateway.peer.endpoint),
     routeCheck(st, p),
     ruleCheck(st, p),
-    markRuleCheck(chain.code === 0 ? chain.stdout : null, p),
-    killSwitchCheck(st, state.nft?.chains ?? []),
+    markRuleCheck(state.nft?.chains.find((c) => c.name === "mark_proxy")?.rules ?? null, p),
+    killSwitchCheck(st),
+    agentCheck(readAgentReport(p.ifname)),
   ];
 }
 
 export async function runDoctor(config: Config, opts: DoctorOptions): Promise<CheckResult[]> {
-  let uid: number;
+  let p: DataPath;
   try {
-    uid = resolveProxyUid(config.gateway);
+    p = dataPathOfConfig(config);
   } catch (e) {
-    return [fail("proxy user", errorMessage(e), "create the user or set gateway.proxyUid")];
+    return [fail("proxy user", errorMessage(e), "fix the config key the message names")];
   }
   const wanted = config.proxy.listen.map((l) => parseHostPort(l) as HostPort);
-  const [tunnel, ss] = await Promise.all([
-    tunnelChecks(config, uid),
+  const noProbe = noDnsProbe(config, isRoot());
+  const [tunnel, ss, dns] = await Promise.all([
+    tunnelChecks(config, p),
     run("ss", ["-Hltne"], { allowFail: true }),
+    noProbe === null ? probeDns(config, p.uid, dnsProbeName(opts.ipEchoUrl)) : null,
   ]);
   const listeners = parseSsListeners(ss.stdout);
   // Through a proxy that is not there, the decisive check could only fail for that reason: said once, above.
@@ -102,8 +106,8 @@ export async function runDoctor(config: Config, opts: DoctorOptions): Promise<Ch
   const results = [
     ...tunnel,
     proxyListenCheck(listeners, wanted),
-    proxyUserCheck(listeners, wanted, uid, readOrNull("/etc/passwd")),
-    dnsCheck(readOrNull("/etc/resolv.conf"), config.proxy.dns.servers),
+    proxyUserCheck(listeners, wanted, p.uid, readOrNull("/etc/passwd")),
+    dnsCheck(dnsRoute(config, p, readOrNull("/etc/resolv.conf")), dns, noProbe ?? undefined),
     ips
       ? exitIpCheck(ips)
       : skippedIpCheck(

@@ -1,21 +1,25 @@
 import { createSocket } from "node:dgram";
 import { writeFileSync } from "node:fs";
-import type { GatewayConfig } from "../config/gateway-schema.js";
+import type { Config } from "../config/schema.js";
+import { interfaceAddresses } from "../policy/addresses.js";
 import { errorMessage, UserError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { run } from "../util/run.js";
 import { publicKeyOf } from "../wireguard/keys.js";
 import { readPrivateKeyFile, withSecretFile } from "./keyfile.js";
 import {
+  clientSubnets,
   type DataPath,
   dataPathOf,
   type GatewayState,
-  planDown,
-  planUp,
+  NOTHING,
   type Step,
+  type UpSpec,
   upSpecOf,
-} from "./plan.js";
-import { resolveProxyUid } from "./proxy-user.js";
+} from "./model.js";
+import { planDown, planKillSwitch, planUp } from "./plan.js";
+import { processesOfUid, resolveProxyUid } from "./proxy-user.js";
+import { forgetRecord, readAgentReport, readRecord, recordSrcValidMark } from "./runtime.js";
 import { observe } from "./status.js";
 import { createLink, stopUserspace } from "./wireguard.js";
 
@@ -40,12 +44,14 @@ async function checkUdpPortFree(port: number): Promise<void> {
   }
 }
 
-async function applyStep(step: Step, privateKey: string | null): Promise<void> {
+/** Runs one step; `privateKey` is needed only by wg-config steps. */
+export async function applyStep(step: Step, privateKey: string | null): Promise<void> {
   switch (step.kind) {
     case "run":
       await run(step.cmd, step.args, { input: step.input });
       return;
     case "sysctl":
+      if (step.record) recordSrcValidMark(step.record.ifname, step.record.was);
       writeFileSync(`/proc/sys/${step.key.replaceAll(".", "/")}`, step.value);
       return;
     case "create-link": {
@@ -80,19 +86,6 @@ async function applyAll(steps: Step[], what: string, privateKey: string | null):
   }
 }
 
-/** An empty state: what `--dry-run` plans against when it cannot read the real one (not root). */
-export const NOTHING: GatewayState = {
-  link: null,
-  userspacePid: null,
-  wg: null,
-  rules4: [],
-  rules6: [],
-  routes4: [],
-  routes6: [],
-  nft: null,
-  srcValidMark: null,
-};
-
 async function stateFor(p: DataPath, dryRun: boolean): Promise<GatewayState> {
   if (dryRun && process.getuid?.() !== 0) {
     log.warn("not root: planning against an empty host");
@@ -101,11 +94,38 @@ async function stateFor(p: DataPath, dryRun: boolean): Promise<GatewayState> {
   return observe(p);
 }
 
-/** Brings the data path up (or repairs it); returns the steps it ran (or would run, with dryRun). */
-export async function gatewayUp(gw: GatewayConfig, opts: { dryRun?: boolean } = {}): Promise<Step[]> {
+/** The data path of this config: the proxy's uid and its client subnets (from this host's interfaces). */
+export function dataPathOfConfig(config: Config): DataPath {
+  return dataPathOf(
+    config.gateway,
+    resolveProxyUid(config.gateway),
+    clientSubnets(config.proxy, interfaceAddresses()),
+  );
+}
+
+/** Everything `up` and the agent need from the config and the key file; fails with one line. */
+export function loadUpSpec(config: Config): { spec: UpSpec; privateKey: string } {
+  const privateKey = readPrivateKeyFile(config.gateway.privateKeyFile);
+  const p = dataPathOfConfig(config);
+  return { spec: upSpecOf(config.gateway, p.uid, publicKeyOf(privateKey), p.clients), privateKey };
+}
+
+/**
+ * Brings the data path up (or repairs it); returns the steps it ran (or would run, with dryRun). With
+ * killSwitchOnly, only the kill switch: the proxy may start, its traffic fails closed until the tunnel is up.
+ */
+export async function gatewayUp(
+  config: Config,
+  opts: { dryRun?: boolean; killSwitchOnly?: boolean } = {},
+): Promise<Step[]> {
   if (!opts.dryRun) requireRoot("gateway up");
-  const privateKey = readPrivateKeyFile(gw.privateKeyFile);
-  const spec = upSpecOf(gw, resolveProxyUid(gw), publicKeyOf(privateKey));
+  if (opts.killSwitchOnly) {
+    const p = dataPathOfConfig(config);
+    const steps = planKillSwitch(p, await stateFor(p, !!opts.dryRun));
+    if (!opts.dryRun) await applyAll(steps, "gateway up", null);
+    return steps;
+  }
+  const { spec, privateKey } = loadUpSpec(config);
   const state = await stateFor(spec, !!opts.dryRun);
   const steps = planUp(spec, state);
   if (opts.dryRun) return steps;
@@ -114,13 +134,46 @@ export async function gatewayUp(gw: GatewayConfig, opts: { dryRun?: boolean } = 
   return steps;
 }
 
+/** Another process that would undo `down`: the agent brings the tunnel back within seconds. */
+function refuseWhileAgentRuns(ifname: string, what: string): void {
+  const agent = readAgentReport(ifname);
+  if (agent)
+    throw new UserError(
+      `${what}: the gateway agent (pid ${agent.pid}) is running and would bring ${ifname} back; stop it first (systemctl stop wg-egress-gateway)`,
+      1,
+    );
+}
+
+/**
+ * Takes the tunnel down and keeps the kill switch; with purge the kill switch goes too — refused while
+ * a process of the proxy's uid runs here, whose next connection would leave via the home line.
+ */
 export async function gatewayDown(
-  gw: GatewayConfig,
-  opts: { dryRun?: boolean; keepKillSwitch?: boolean } = {},
+  config: Config,
+  opts: { dryRun?: boolean; purge?: boolean } = {},
 ): Promise<Step[]> {
   if (!opts.dryRun) requireRoot("gateway down");
-  const p = dataPathOf(gw, resolveProxyUid(gw));
-  const steps = planDown(p, await stateFor(p, !!opts.dryRun), opts.keepKillSwitch);
-  if (!opts.dryRun) await applyAll(steps, "gateway down", null);
+  const p = dataPathOfConfig(config);
+  if (!opts.dryRun) refuseWhileAgentRuns(p.ifname, "gateway down");
+  if (opts.purge && !opts.dryRun) {
+    const procs = processesOfUid(p.uid);
+    if (procs.length)
+      throw new UserError(
+        `gateway down --purge: ${procs.length} process(es) of uid ${p.uid} still run here (${procs
+          .slice(0, 3)
+          .map((x) => `${x.pid} ${x.cmd.slice(0, 60)}`)
+          .join(
+            "; ",
+          )}); without the kill switch their connections would leave via the home line: stop them first (systemctl stop wg-egress-proxy), nothing was changed`,
+        1,
+      );
+  }
+  const steps = planDown(p, await stateFor(p, !!opts.dryRun), {
+    purge: opts.purge,
+    srcValidMarkWas: readRecord(p.ifname).srcValidMark ?? null,
+  });
+  if (opts.dryRun) return steps;
+  await applyAll(steps, "gateway down", null);
+  if (opts.purge) forgetRecord(p.ifname);
   return steps;
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import type { GatewayConfig } from "../config/gateway-schema.js";
 import { UserError } from "../util/errors.js";
 
@@ -13,4 +13,29 @@ export function resolveProxyUid(gw: GatewayConfig, passwd = "/etc/passwd"): numb
       `unknown user "${gw.proxyUser}" (gateway.proxyUser): create it or set gateway.proxyUid`,
     );
   return Number(line.split(":")[2]);
+}
+
+/**
+ * Live processes running as `uid` (real or effective) in this network namespace — the only ones our
+ * rules and marks apply to — with their command line, for `down --purge`'s refusal.
+ */
+export function processesOfUid(uid: number): { pid: number; cmd: string }[] {
+  const ownNs = readlinkSync("/proc/self/ns/net");
+  const out: { pid: number; cmd: string }[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const status = readFileSync(`/proc/${entry}/status`, "utf8");
+      const uids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+      const state = /^State:\s+(\S)/m.exec(status)?.[1];
+      if (!uids || (Number(uids[1]) !== uid && Number(uids[2]) !== uid) || state === "Z" || state === "X")
+        continue;
+      if (readlinkSync(`/proc/${entry}/ns/net`) !== ownNs) continue;
+      const cmd = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ");
+      out.push({ pid: Number(entry), cmd });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }

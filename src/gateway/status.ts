@@ -1,17 +1,12 @@
 import { readFileSync } from "node:fs";
+import { parseHostPort } from "../util/hostport.js";
 import { run } from "../util/run.js";
 import { parseWgDump, type TunnelState, tunnelState } from "../wireguard/dump.js";
-import {
-  type DataPath,
-  type GatewayState,
-  killSwitchArmed,
-  NFT_TABLE,
-  ourRules,
-  REJECT_COUNTER,
-  type RouteEntry,
-  type RuleEntry,
-  UNREACHABLE_METRIC,
-} from "./plan.js";
+import type { DataPath, GatewayState, RouteEntry, RuleEntry } from "./model.js";
+import { NFT_TABLE, parseNftTable } from "./nft.js";
+import { killSwitchMissing } from "./plan.js";
+import { isTunnelDefault, isUnreachable, ourRules } from "./routes.js";
+import type { AgentReport } from "./runtime.js";
 import { findUserspacePid } from "./wireguard.js";
 
 /** Reads back what is really there (links, rules, routes, nft, wg) — the input of every plan. */
@@ -27,15 +22,6 @@ interface IpLink {
   mtu: number;
   linkinfo?: { info_kind?: string };
   addr_info?: { local: string; prefixlen: number }[];
-}
-
-/** Parses `nft list table inet wg-egress` (text: the JSON of nft 1.0.6 omits table comments). */
-export function parseNftTable(text: string): GatewayState["nft"] {
-  return {
-    hash: /comment "[^"]*sha256:([0-9a-f]+)"/.exec(text)?.[1] ?? null,
-    chains: [...text.matchAll(/^\s*chain (\S+) \{/gm)].map((m) => m[1]),
-    rejected: Number(new RegExp(`counter ${REJECT_COUNTER} \\{\\s*packets (\\d+)`).exec(text)?.[1] ?? 0),
-  };
 }
 
 export async function observe(p: DataPath): Promise<GatewayState> {
@@ -77,6 +63,14 @@ export async function observe(p: DataPath): Promise<GatewayState> {
   };
 }
 
+/** The source address the kernel picks towards `endpoint` (HOST:PORT of the exit), or null (no route). */
+export async function sourceTowards(endpoint: string): Promise<string | null> {
+  const hp = parseHostPort(endpoint);
+  if (typeof hp === "string") return null;
+  const r = await json<{ prefsrc?: string }[]>("ip", ["-j", "route", "get", hp.host]);
+  return r?.[0]?.prefsrc ?? null;
+}
+
 export interface GatewayStatus {
   interface: string;
   present: boolean;
@@ -90,28 +84,26 @@ export interface GatewayStatus {
     rxBytes: number;
     txBytes: number;
   } | null;
-  /** All our ip rules present (fwmark and the two uid rules), per family. */
+  /** All our ip rules present (fwmark, client subnets, uid), per family. */
   rule: { ipv4: boolean; ipv6: boolean };
   route: { tunnel4: boolean; tunnel6: boolean; unreachable4: boolean; unreachable6: boolean };
   nft: { present: boolean; killSwitchRejects: number | null };
   killSwitchArmed: boolean;
+  /** The parts of the kill switch that are missing, in words (empty when armed). */
+  killSwitchMissing: string[];
   verdict: TunnelState;
 }
 
 /** Pure: the report `status` prints. Down unless the interface is up with a recent handshake. */
 export function summarize(p: DataPath, s: GatewayState, nowSeconds: number): GatewayStatus {
   const peer = s.wg?.peers[0];
-  const isDefault = (dev: boolean) => (r: RouteEntry) =>
-    r.dst === "default" &&
-    (dev
-      ? r.dev === p.ifname && (r.type ?? "unicast") === "unicast"
-      : r.type === "unreachable" && r.metric === UNREACHABLE_METRIC);
   const route = {
-    tunnel4: s.routes4.some(isDefault(true)),
-    tunnel6: s.routes6.some(isDefault(true)),
-    unreachable4: s.routes4.some(isDefault(false)),
-    unreachable6: s.routes6.some(isDefault(false)),
+    tunnel4: s.routes4.some(isTunnelDefault(p.ifname)),
+    tunnel6: s.routes6.some(isTunnelDefault(p.ifname)),
+    unreachable4: s.routes4.some(isUnreachable),
+    unreachable6: s.routes6.some(isUnreachable),
   };
+  const missing = killSwitchMissing(p, s);
   const usable = !!s.link?.up && route.tunnel4;
   return {
     interface: p.ifname,
@@ -129,18 +121,19 @@ export function summarize(p: DataPath, s: GatewayState, nowSeconds: number): Gat
         }
       : null,
     rule: {
-      ipv4: ourRules(p).every((r) => s.rules4.some(r.matches)),
-      ipv6: ourRules(p).every((r) => s.rules6.some(r.matches)),
+      ipv4: ourRules(p).every((r) => r.fam !== "-4" || s.rules4.some(r.matches)),
+      ipv6: ourRules(p).every((r) => r.fam !== "-6" || s.rules6.some(r.matches)),
     },
     route,
     nft: { present: s.nft !== null, killSwitchRejects: s.nft?.rejected ?? null },
-    killSwitchArmed: killSwitchArmed(p, s),
+    killSwitchArmed: missing.length === 0,
+    killSwitchMissing: missing,
     verdict: usable && peer ? tunnelState(peer.latestHandshake, nowSeconds) : "down",
   };
 }
 
-/** Human-readable lines for `gateway status`. */
-export function formatStatus(st: GatewayStatus): string {
+/** Human-readable lines for `gateway status`; `agent` is the running agent's report, or null. */
+export function formatStatus(st: GatewayStatus, agent: AgentReport | null): string {
   const yes = (b: boolean) => (b ? "yes" : "no");
   const lines = [
     `verdict:          ${st.verdict}`,
@@ -157,7 +150,8 @@ export function formatStatus(st: GatewayStatus): string {
     `tunnel route:     v4 ${yes(st.route.tunnel4)}, v6 ${yes(st.route.tunnel6)}`,
     `fail-closed route: v4 ${yes(st.route.unreachable4)}, v6 ${yes(st.route.unreachable6)}`,
     `nft table:        ${st.nft.present ? `present (${st.nft.killSwitchRejects} kill-switch rejects)` : "absent"}`,
-    `kill switch:      ${st.killSwitchArmed ? "armed" : "NOT armed"}`,
+    `kill switch:      ${st.killSwitchArmed ? "armed" : `NOT armed (missing: ${st.killSwitchMissing.join("; ")})`}`,
+    `agent:            ${agent ? `${agent.state} (pid ${agent.pid}, ${Object.values(agent.repairs).reduce((a, b) => a + b, 0)} repair(s), ${agent.failures} failure(s))` : "not running (nothing repairs drift: wg-egress gateway run)"}`,
   );
   return `${lines.join("\n")}\n`;
 }

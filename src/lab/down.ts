@@ -1,11 +1,20 @@
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { basename } from "node:path";
+import { RUNTIME_DIR } from "../gateway/runtime.js";
 import { listProcesses, WG_SOCKET_DIR } from "../gateway/wireguard.js";
 import { run } from "../util/run.js";
 import { PROBE_JS, pidsInNamespace, SERVERS_JS, stopPids } from "./processes.js";
 import { CONFIG_FILE, EXIT_IF, GW_IF, LAB_NAMESPACES, STATE_DIR } from "./topology.js";
 
 /** Lab teardown: tolerant of any partial state, and able to prove that nothing is left. */
+
+/** The gateway's runtime files (agent state, what `up` recorded) for the lab's interface. */
+const labRuntimeFiles = () =>
+  existsSync(RUNTIME_DIR)
+    ? readdirSync(RUNTIME_DIR)
+        .filter((f) => f.startsWith(`${GW_IF}.`))
+        .map((f) => `${RUNTIME_DIR}/${f}`)
+    : [];
 
 const labSockets = () =>
   existsSync(WG_SOCKET_DIR)
@@ -19,9 +28,9 @@ const labSockets = () =>
  * the state dir. Processes go first: a namespace with a live process in it would outlive `ip netns del`.
  */
 export async function labDown(): Promise<void> {
-  await stopPids(LAB_NAMESPACES.flatMap(pidsInNamespace));
+  await stopPids(LAB_NAMESPACES.flatMap((ns) => pidsInNamespace(ns)));
   for (const ns of LAB_NAMESPACES) if (existsSync(`/run/netns/${ns}`)) await run("ip", ["netns", "del", ns]);
-  for (const sock of labSockets()) rmSync(sock, { force: true });
+  for (const file of [...labSockets(), ...labRuntimeFiles()]) rmSync(file, { force: true });
   rmSync(STATE_DIR, { recursive: true, force: true });
 }
 
@@ -30,12 +39,15 @@ export async function labLeftovers(): Promise<string[]> {
   const left: string[] = [];
   for (const ns of LAB_NAMESPACES) if (existsSync(`/run/netns/${ns}`)) left.push(`namespace ${ns}`);
   left.push(...labSockets().map((s) => `socket ${s}`));
+  left.push(...labRuntimeFiles().map((f) => `file ${f}`));
   if (existsSync(STATE_DIR)) left.push(`directory ${STATE_DIR}`);
   const links = JSON.parse((await run("ip", ["-j", "link", "show"])).stdout) as { ifname: string }[];
   for (const l of links) if (l.ifname.startsWith("wgelab")) left.push(`interface ${l.ifname}`);
   // A process still holding a deleted namespace would keep it (and its nft tables) alive.
   const ours = (argv: string[]) =>
-    argv.some((a) => a === SERVERS_JS || a === PROBE_JS || a === CONFIG_FILE) ||
+    argv.some(
+      (a) => a === SERVERS_JS || a === PROBE_JS || a === CONFIG_FILE || a.startsWith(`${STATE_DIR}/`),
+    ) ||
     (basename(argv[0]) === "wireguard-go" && [GW_IF, EXIT_IF].includes(argv.at(-1)!));
   for (const p of listProcesses()) if (ours(p.argv)) left.push(`process ${p.pid} (${p.argv.join(" ")})`);
   return left;

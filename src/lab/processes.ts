@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { closeSync, openSync, readdirSync, readlinkSync, statSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { isRunning, waitStopped } from "../gateway/wireguard.js";
 import { log } from "../util/log.js";
@@ -28,8 +28,11 @@ export function startDaemon(ns: string, argv: string[], logFile: string): number
   }
 }
 
-/** PIDs of all live processes whose network namespace is the named one (everything in a lab namespace is ours). */
-export function pidsInNamespace(ns: string): number[] {
+/**
+ * PIDs of the live processes whose network namespace is the named one (everything in a lab namespace is
+ * ours), optionally only those whose argv `match`es.
+ */
+export function pidsInNamespace(ns: string, match?: (argv: string[]) => boolean): number[] {
   let ino: number;
   try {
     ino = statSync(`/run/netns/${ns}`).ino;
@@ -40,8 +43,9 @@ export function pidsInNamespace(ns: string): number[] {
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
-      if (readlinkSync(`/proc/${entry}/ns/net`) === `net:[${ino}]` && isRunning(Number(entry)))
-        pids.push(Number(entry));
+      if (readlinkSync(`/proc/${entry}/ns/net`) !== `net:[${ino}]` || !isRunning(Number(entry))) continue;
+      if (match && !match(readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0"))) continue;
+      pids.push(Number(entry));
     } catch {
       // gone, or a kernel thread
     }

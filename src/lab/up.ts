@@ -8,7 +8,7 @@ import { UserError } from "../util/errors.js";
 import { run } from "../util/run.js";
 import { generatePrivateKey, publicKeyOf } from "../wireguard/keys.js";
 import { labDown } from "./down.js";
-import { MAIN_JS, PROBE_JS, SERVERS_JS, startDaemon } from "./processes.js";
+import { MAIN_JS, PROBE_JS, pidsInNamespace, SERVERS_JS, startDaemon, stopPids } from "./processes.js";
 import {
   ADDR,
   CONFIG_FILE,
@@ -19,11 +19,15 @@ import {
   NS,
   networkCommands,
   PROXY_KEEPALIVE_SECONDS,
+  PROXY_LAN_DNS_PORT,
   PROXY_NO_KEEPALIVE_PORT,
   PROXY_PORT,
   PROXY_UID,
   STATE_DIR,
 } from "./topology.js";
+
+export const SERVERS_LOG = `${STATE_DIR}/servers.log`;
+export const LAN_DNS_LOG = `${STATE_DIR}/lan-dns.log`;
 
 /** Runs argv inside a namespace through the one command runner. */
 export function inNs(ns: string, argv: string[], opts: Parameters<typeof run>[2] = {}) {
@@ -35,8 +39,8 @@ export function cli(ns: string, args: string[], opts: Parameters<typeof run>[2] 
   return inNs(ns, [process.execPath, MAIN_JS, ...args, "--config", CONFIG_FILE], opts);
 }
 
-/** Our proxy as uid 400 in the gateway namespace: one with keepalive, one without (for the idle scenario). */
-export function startProxy(port: number, keepalive: boolean): number {
+/** Our proxy as uid 400 in the gateway namespace: with keepalive or without (idle scenario), `extra` flags. */
+export function startProxy(port: number, keepalive: boolean, extra: string[] = []): number {
   const argv = [
     "setpriv",
     `--reuid=${PROXY_UID}`,
@@ -51,8 +55,29 @@ export function startProxy(port: number, keepalive: boolean): number {
     "--listen",
     `${ADDR.gwLan}:${port}`,
     ...(keepalive ? ["--keepalive", String(PROXY_KEEPALIVE_SECONDS)] : ["--no-keepalive"]),
+    ...extra,
   ];
   return startDaemon(NS.gw, argv, `${STATE_DIR}/proxy-${port}.log`);
+}
+
+export const AGENT_LOG = `${STATE_DIR}/gateway.log`;
+const isAgent = (argv: string[]) =>
+  argv.includes(MAIN_JS) && argv.includes("gateway") && argv.includes("run");
+
+/** The gateway agent, as the systemd unit runs it: `gateway run` (its log: AGENT_LOG). */
+export function startAgent(): number {
+  return startDaemon(
+    NS.gw,
+    [process.execPath, MAIN_JS, "gateway", "run", "--config", CONFIG_FILE],
+    AGENT_LOG,
+  );
+}
+
+export const agentPids = () => pidsInNamespace(NS.gw, isAgent);
+
+/** SIGTERM, as `systemctl stop` does: the agent stops watching and the kill switch stays. */
+export async function stopAgent(): Promise<void> {
+  await stopPids(agentPids());
 }
 
 /** Repeats `check` until it returns true or `timeoutMs` passes. */
@@ -94,9 +119,10 @@ export async function labUp(): Promise<void> {
 
   for (const [cmd, ...args] of networkCommands()) await run(cmd, args);
 
-  // The internet: servers and the leak counter.
+  // The internet: servers and the leak counter; a resolver on the LAN.
   await inNs(NS.inet, ["nft", "-f", "-"], { input: leakCounterRuleset });
-  startDaemon(NS.inet, [process.execPath, SERVERS_JS], `${STATE_DIR}/servers.log`);
+  startDaemon(NS.inet, [process.execPath, SERVERS_JS], SERVERS_LOG);
+  startDaemon(NS.pod, [process.execPath, SERVERS_JS, "dns", ADDR.lanDns], LAN_DNS_LOG);
 
   // The exit: exactly the setup script a VPS gets, fed on stdin (it holds the exit's private key).
   const exit = renderExitHost(config.exit, { privateKey: exitKey });
@@ -107,10 +133,13 @@ export async function labUp(): Promise<void> {
   const [cmd, ...args] = exitConntrackCommand();
   await run(cmd, args);
 
-  // The home gateway: the real `gateway up`, then the real proxy as uid 400.
-  await cli(NS.gw, ["gateway", "up"]);
+  // The home gateway as its systemd unit runs it: the kill switch, then the agent; then the real proxy
+  // as uid 400 (with the exit's resolver, the default), and one that resolves with the LAN's resolver.
+  await cli(NS.gw, ["gateway", "up", "--killswitch-only"]);
+  startAgent();
   startProxy(PROXY_PORT, true);
   startProxy(PROXY_NO_KEEPALIVE_PORT, false);
+  startProxy(PROXY_LAN_DNS_PORT, true, ["--dns", ADDR.lanDns]);
 
   await waitFor(
     "HTTP server",
@@ -119,7 +148,7 @@ export async function labUp(): Promise<void> {
       (await inNs(NS.gw, ["curl", "-sS", "--max-time", "2", `http://${ADDR.server}/`], { allowFail: true }))
         .code === 0,
   );
-  for (const port of [PROXY_PORT, PROXY_NO_KEEPALIVE_PORT])
+  for (const port of [PROXY_PORT, PROXY_NO_KEEPALIVE_PORT, PROXY_LAN_DNS_PORT])
     await waitFor(
       `proxy on port ${port} through the tunnel`,
       20_000,

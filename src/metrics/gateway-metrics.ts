@@ -2,8 +2,8 @@ import type { Server } from "node:http";
 import { type Metric, Registry } from "prom-client";
 import type { Config } from "../config/schema.js";
 import { ipCheckOk, observeIps } from "../doctor/ip-check.js";
-import { dataPathOf } from "../gateway/plan.js";
-import { resolveProxyUid } from "../gateway/proxy-user.js";
+import { dataPathOfConfig } from "../gateway/apply.js";
+import { AGENT_STATES, type AgentReport, readAgentReport } from "../gateway/runtime.js";
 import { type GatewayStatus, observe, summarize } from "../gateway/status.js";
 import { type HostPort, parseHostPort } from "../util/hostport.js";
 import { log } from "../util/log.js";
@@ -24,6 +24,8 @@ export interface GatewaySnapshot {
   wg: WgInterface[];
   status: GatewayStatus;
   ipCheck: IpCheckResult | null;
+  /** The running gateway agent's report; null = no agent runs. */
+  agent: AgentReport | null;
 }
 
 const STATES = ["up", "stale", "down"] as const;
@@ -57,6 +59,21 @@ export const OWN_METRICS = {
     help: "UNIX timestamp of the last exit IP check.",
     type: "gauge",
   },
+  agentState: {
+    name: "wg_egress_agent_state",
+    help: "Gateway agent (wg-egress gateway run) state, 1 for the current one: starting, ok, repairing, failing, or stopped (no agent runs: nothing repairs drift).",
+    type: "gauge",
+  },
+  agentRepairs: {
+    name: "wg_egress_agent_repairs_total",
+    help: "Repairs the gateway agent applied since it started, by what it repaired (nft, rule, route, link, wireguard, address, sysctl, endpoint).",
+    type: "counter",
+  },
+  agentFailures: {
+    name: "wg_egress_agent_repair_failures_total",
+    help: "Repairs that failed since the gateway agent started (it retries with backoff).",
+    type: "counter",
+  },
 } as const satisfies Record<string, Shape>;
 
 /** Every family the gateway serves (names, HELP, types), whatever the state. */
@@ -84,6 +101,21 @@ export function gatewayFamilies(snap: GatewaySnapshot, opts: ExporterOptions = {
     },
     { ...OWN_METRICS.ipOk, values: ip ? one(ip.ok ? 1 : 0) : [] },
     { ...OWN_METRICS.ipAt, values: ip ? one(ip.at) : [] },
+    {
+      ...OWN_METRICS.agentState,
+      values: AGENT_STATES.map((state) => ({
+        labels: { ...iface, state },
+        value: (snap.agent?.state ?? "stopped") === state ? 1 : 0,
+      })),
+    },
+    {
+      ...OWN_METRICS.agentRepairs,
+      values: Object.entries(snap.agent?.repairs ?? {}).map(([what, value]) => ({
+        labels: { ...iface, what },
+        value,
+      })),
+    },
+    { ...OWN_METRICS.agentFailures, values: snap.agent ? one(snap.agent.failures) : [] },
   ];
 }
 
@@ -140,12 +172,12 @@ function periodicIpCheck(config: Config, url: string, intervalSeconds: number) {
   return { latest: () => last, stop: () => clearInterval(timer) };
 }
 
-/** Reads the gateway once: interface, wg dump, rules, routes, nft (through the gateway's own reader). */
+/** Reads the gateway once: interface, wg dump, rules, routes, nft (through the gateway's own reader), the agent's report. */
 export async function gatewaySnapshot(
   config: Config,
   ipCheck: IpCheckResult | null,
 ): Promise<GatewaySnapshot> {
-  const p = dataPathOf(config.gateway, resolveProxyUid(config.gateway));
+  const p = dataPathOfConfig(config);
   const state = await observe(p);
   const nowSeconds = Math.floor(Date.now() / 1000);
   return {
@@ -153,6 +185,7 @@ export async function gatewaySnapshot(
     wg: state.wg ? [state.wg] : [],
     status: summarize(p, state, nowSeconds),
     ipCheck,
+    agent: readAgentReport(p.ifname),
   };
 }
 

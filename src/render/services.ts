@@ -4,8 +4,9 @@ import { parseHostPort } from "../util/hostport.js";
 /**
  * The three services as data, rendered both as systemd units (systemd.ts) and as a NixOS module
  * (nixos.ts), so the two stay equivalent:
- * - wg-egress-gateway: oneshot `gateway up` (RemainAfterExit), `gateway down` on stop; root with only
- *   CAP_NET_ADMIN (ip, nft, wg, the TUN device);
+ * - wg-egress-gateway: the agent, `gateway run`, after `gateway up --killswitch-only` (ExecStartPre: the
+ *   unit counts as started only once the kill switch is armed); restarted whenever it ends; root with only
+ *   CAP_NET_ADMIN (ip, nft, wg, the TUN device). Stopping it leaves the kill switch armed;
  * - wg-egress-proxy: the fixed unprivileged user whose uid the gateway marks; no capabilities; bound to
  *   the gateway (BindsTo + After), so it never accepts before the kill switch is up, and stops with it;
  * - wg-egress-metrics: the exporter; after the gateway but not bound to it (it must report "down").
@@ -71,18 +72,20 @@ export function serviceSpecs(config: Config): ServiceSpec[] {
       description: "wg-egress gateway: WireGuard tunnel, policy routing, nftables marking and kill switch",
       unit: [
         ["Wants", "network-online.target"],
+        // After the firewall's boot-time load (it starts with `flush ruleset`); a later reload that
+        // deletes our table is repaired by the agent within seconds.
         ["After", "network-online.target nftables.service"],
         ["Before", "wg-egress-proxy.service"],
-        // A firewall (re)load usually starts with `flush ruleset`, which deletes our table: follow it.
-        ["PartOf", "nftables.service"],
-        ["ReloadPropagatedFrom", "nftables.service"],
+        // Keep restarting: a gateway that gave up would leave the tunnel broken (closed, but broken).
+        ["StartLimitIntervalSec", "0"],
       ],
       service: [
-        ["Type", "oneshot"],
-        ["RemainAfterExit", "yes"],
-        ["ExecStart", cmd("gateway up")],
-        ["ExecReload", cmd("gateway up")],
-        ["ExecStop", cmd("gateway down")],
+        ["Type", "exec"],
+        // The kill switch before the unit counts as started: the proxy (After=) never runs without it.
+        ["ExecStartPre", cmd("gateway up --killswitch-only")],
+        ["ExecStart", cmd("gateway run")],
+        ["Restart", "always"],
+        ["RestartSec", "2s"],
         // ip/nft/wg and wireguard-go's TUN device need nothing but CAP_NET_ADMIN.
         ["CapabilityBoundingSet", "CAP_NET_ADMIN"],
         // wireguard-go's control sockets (/run/wireguard) and the short-lived 0600 key file (/run/wg-egress-*).

@@ -29,6 +29,7 @@ export const PACKAGE_OF: Record<string, string> = {
   ip: "iproute2",
   ssh: "openssh-client",
   conntrack: "conntrack",
+  setpriv: "util-linux",
 };
 
 export class CommandError extends Error {
@@ -89,4 +90,60 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     });
     child.stdin.end(opts.input);
   });
+}
+
+export interface Watcher {
+  /** Stops the command (SIGTERM); `onExit` is not called for a stop we asked for. */
+  stop(): void;
+}
+
+/**
+ * The one way wg-egress runs a long-lived command whose output it follows (`ip monitor`, `nft monitor`):
+ * logged at debug like `run`, each stdout line handed to `onLine`, `onExit` called when it ends by itself
+ * (the caller decides whether to start it again). A missing command ends it at once with the package hint.
+ */
+export function watch(
+  cmd: string,
+  args: readonly string[],
+  onLine: (line: string) => void,
+  onExit: (reason: string) => void,
+): Watcher {
+  log.debug({ cmd, args }, "watch");
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let stopped = false;
+  let partial = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => {
+    const lines = (partial + d.toString("utf8")).split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) if (line) onLine(line);
+  });
+  // Keep the last bit only: it is for the exit message.
+  child.stderr.on("data", (d: Buffer) => {
+    stderr = (stderr + d.toString("utf8")).slice(-500);
+  });
+  const ended = (reason: string) => {
+    if (stopped) return;
+    stopped = true;
+    onExit(reason);
+  };
+  child.on("error", (e: NodeJS.ErrnoException) => {
+    const pkg = PACKAGE_OF[cmd];
+    ended(
+      e.code === "ENOENT"
+        ? `command "${cmd}" not found${pkg ? `: install the ${pkg} package` : ""}`
+        : e.message,
+    );
+  });
+  child.on("close", (code, signal) =>
+    ended(
+      `${cmd} ${args.join(" ")} ended (${signal ?? `exit ${code}`})${stderr.trim() ? `: ${stderr.trim()}` : ""}`,
+    ),
+  );
+  return {
+    stop() {
+      stopped = true;
+      child.kill("SIGTERM");
+    },
+  };
 }

@@ -29,6 +29,30 @@ test("an empty config gives the embedded defaults", () => {
   assert.equal(c.proxy.idleTimeoutSeconds, 0);
 });
 
+test("on a gateway the proxy resolves at the exit by default; an explicit list (even []) wins", () => {
+  const peer = { endpoint: "203.0.113.10:51820" };
+  assert.deepEqual(parseConfig({}).proxy.dns.servers, [], "no gateway here: the system resolver");
+  assert.deepEqual(parseConfig({ gateway: { peer } }).proxy.dns.servers, ["10.100.0.1"]);
+  assert.deepEqual(
+    parseConfig({
+      gateway: { peer },
+      exit: { address: "10.77.0.1/24" },
+      proxy: { dns: { timeoutSeconds: 2 } },
+    }).proxy.dns,
+    { servers: ["10.77.0.1"], family: "ipv4first", timeoutSeconds: 2 },
+  );
+  assert.deepEqual(parseConfig({ gateway: { peer }, proxy: { dns: { servers: [] } } }).proxy.dns.servers, []);
+  assert.deepEqual(
+    parseConfig({ gateway: { peer }, proxy: { dns: { servers: ["10.1.0.254"] } } }).proxy.dns.servers,
+    ["10.1.0.254"],
+  );
+  // A bad exit.address is reported as itself.
+  assert.match(
+    errorOf(() => parseConfig({ gateway: { peer }, exit: { address: "nope" } })).message,
+    /exit\.address/,
+  );
+});
+
 test("hex fwmark strings are accepted", () => {
   assert.equal(parseConfig({ gateway: { fwmark: "0xca6c" } }).gateway.fwmark, 51820);
 });

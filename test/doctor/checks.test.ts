@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { parseConfig } from "../../src/config/load.js";
 import { failed } from "../../src/doctor/check.js";
 import {
-  dnsCheck,
+  agentCheck,
   exitReachableCheck,
   handshakeCheck,
   interfaceCheck,
@@ -14,12 +15,21 @@ import {
   routeCheck,
   ruleCheck,
 } from "../../src/doctor/checks.js";
+import { type DnsRoute, dnsCheck, dnsProbeName, dnsRoute, noDnsProbe } from "../../src/doctor/dns.js";
 import { formatResults } from "../../src/doctor/format.js";
 import { exitIpCheck, extractIp } from "../../src/doctor/ip-check.js";
-import type { DataPath } from "../../src/gateway/plan.js";
+import type { DataPath } from "../../src/gateway/model.js";
+import { parseNftTable } from "../../src/gateway/nft.js";
 import type { GatewayStatus } from "../../src/gateway/status.js";
 
-const p: DataPath = { ifname: "wg-egress", fwmark: 0xca6c, table: 51820, rulePriority: 5182, uid: 400 };
+const p: DataPath = {
+  ifname: "wg-egress",
+  fwmark: 0xca6c,
+  table: 51820,
+  rulePriority: 5182,
+  uid: 400,
+  clients: { v4: ["10.1.0.0/24"], v6: [] },
+};
 
 function status(
   over: Partial<GatewayStatus> = {},
@@ -46,6 +56,7 @@ function status(
     route: { tunnel4: true, tunnel6: false, unreachable4: true, unreachable6: true },
     nft: { present: true, killSwitchRejects: 0 },
     killSwitchArmed: true,
+    killSwitchMissing: [],
     verdict: "up",
     ...over,
   };
@@ -92,21 +103,26 @@ test("proxy user: the listening socket must belong to the marked uid", () => {
   assert.equal(proxyUserCheck(parseSsListeners(SS), LAN, 400, "root:x:0:0::/root:/bin/sh\n").verdict, "warn");
 });
 
-// Captured: `nft list chain inet wg-egress mark_proxy` after `gateway up`.
-const CHAIN = `table inet wg-egress {
+// Captured: `nft list table inet wg-egress` after `gateway up` (the mark_proxy chain), read by the shared parser.
+const TABLE = `table inet wg-egress {
 	chain mark_proxy {
 		type route hook output priority mangle; policy accept;
-		meta skuid 400 oifname != "lo" ct direction original meta mark set 0x0000ca6c
+		meta skuid 400 oifname != "lo" ct direction original ip daddr != 10.1.0.0/24 meta mark set 0x0000ca6c
+		meta skuid 400 oifname != "lo" ct direction original meta nfproto ipv6 meta mark set 0x0000ca6c
 		meta mark 0x0000ca6c ct mark set meta mark
 	}
 }`;
+const markRules = (text: string) => parseNftTable(text).chains.find((c) => c.name === "mark_proxy")!.rules;
 
 test("nft mark rule: the proxy's uid gets our mark", () => {
-  assert.equal(markRuleCheck(CHAIN, p).verdict, "pass");
-  const other = markRuleCheck(CHAIN, { ...p, uid: 401 });
+  assert.equal(markRuleCheck(markRules(TABLE), p).verdict, "pass");
+  const other = markRuleCheck(markRules(TABLE), { ...p, uid: 401 });
   assert.equal(other.verdict, "fail");
   assert.match(other.evidence, /marks other traffic: meta skuid 400/);
-  assert.equal(markRuleCheck(CHAIN.replace("0x0000ca6c\n", "0x00000001\n"), p).verdict, "fail");
+  assert.equal(
+    markRuleCheck(markRules(TABLE.replaceAll("set 0x0000ca6c\n", "set 0x00000001\n")), p).verdict,
+    "fail",
+  );
   assert.equal(markRuleCheck(null, p).verdict, "fail");
 });
 
@@ -143,23 +159,94 @@ test("interface, route, rules and kill switch follow the gateway's status", () =
   );
   assert.equal(ruleCheck(status(), p).verdict, "pass");
   assert.match(ruleCheck(status({ rule: { ipv4: false, ipv6: true } }), p).evidence, /missing IPv4 rules/);
-  assert.equal(killSwitchCheck(status(), ["kill_switch"]).verdict, "pass");
+  assert.equal(killSwitchCheck(status()).verdict, "pass");
   const unarmed = killSwitchCheck(
     status({
       killSwitchArmed: false,
-      route: { tunnel4: true, tunnel6: false, unreachable4: false, unreachable6: true },
+      killSwitchMissing: ["chain leak_guard", "IPv4 unreachable default route in table 51820"],
     }),
-    ["kill_switch"],
   );
   assert.equal(unarmed.verdict, "fail");
-  assert.match(unarmed.evidence, /IPv4 unreachable default route/);
+  assert.match(unarmed.evidence, /NOT armed, missing: chain leak_guard, IPv4 unreachable default route/);
 });
 
-test("DNS: a loopback stub resolver leaks queries via the home line unless the proxy has its own servers", () => {
-  assert.equal(dnsCheck("nameserver 127.0.0.53\noptions edns0\n", []).verdict, "warn");
-  assert.equal(dnsCheck("nameserver 127.0.0.53\n", ["1.1.1.1"]).verdict, "pass");
-  assert.equal(dnsCheck("nameserver 192.0.2.53\n", []).verdict, "pass");
-  assert.equal(dnsCheck(null, []).verdict, "warn");
+test("gateway agent: running passes, absent or failing warns", () => {
+  const report = {
+    pid: 42,
+    state: "ok" as const,
+    since: 1,
+    repairs: { route: 2, nft: 1 },
+    failures: 0,
+    lastRepair: null,
+  };
+  const ok = agentCheck(report);
+  assert.equal(ok.verdict, "pass");
+  assert.match(ok.evidence, /pid 42, ok; repairs: route 2, nft 1/);
+  assert.equal(agentCheck({ ...report, state: "failing" }).verdict, "warn");
+  assert.match(agentCheck(null).fix!, /systemctl enable --now wg-egress-gateway/);
+});
+
+const gatewayConfig = (proxy: Record<string, unknown> = {}) =>
+  parseConfig({ gateway: { peer: { endpoint: "203.0.113.10:51820" } }, proxy });
+
+test("DNS route: the exit's resolver by default, a LAN resolver in a client subnet, a local stub", () => {
+  assert.deepEqual(dnsRoute(gatewayConfig(), p, null), {
+    system: false,
+    servers: [{ address: "10.100.0.1", via: "tunnel" }],
+    exit: "10.100.0.1",
+  });
+  assert.deepEqual(dnsRoute(gatewayConfig({ dns: { servers: ["10.1.0.254:53"] } }), p, null).servers, [
+    { address: "10.1.0.254", via: "lan" },
+  ]);
+  assert.deepEqual(
+    dnsRoute(gatewayConfig({ dns: { servers: [] } }), p, "nameserver 127.0.0.53\nnameserver 9.9.9.9\n")
+      .servers,
+    [
+      { address: "127.0.0.53", via: "local" },
+      { address: "9.9.9.9", via: "tunnel" },
+    ],
+  );
+});
+
+test("DNS verdict: the real query decides; no answer fails whatever the route, a LAN resolver warns", () => {
+  const atExit: DnsRoute = {
+    system: false,
+    servers: [{ address: "10.100.0.1", via: "tunnel" }],
+    exit: "10.100.0.1",
+  };
+  const lan: DnsRoute = { ...atExit, servers: [{ address: "10.1.0.254", via: "lan" }] };
+  const ok = { name: "example.com", answered: true };
+  const pass = dnsCheck(atExit, ok);
+  assert.equal(pass.verdict, "pass");
+  assert.match(
+    pass.evidence,
+    /example\.com resolved by 10\.100\.0\.1 through the tunnel \(the exit's resolver\)/,
+  );
+  // No tunnel: the query goes nowhere.
+  const noTunnel = dnsCheck(atExit, { name: "example.com", answered: false, error: "ECONNREFUSED" });
+  assert.equal(noTunnel.verdict, "fail");
+  assert.match(noTunnel.fix!, /tunnel checks above/);
+  // A LAN resolver that rejects the proxy's queries.
+  const rejected = dnsCheck(lan, { name: "example.com", answered: false, error: "EREFUSED" });
+  assert.equal(rejected.verdict, "fail");
+  assert.match(rejected.evidence, /10\.1\.0\.254 got no answer \(EREFUSED\)/);
+  const lanOk = dnsCheck(lan, ok);
+  assert.equal(lanOk.verdict, "warn");
+  assert.match(lanOk.evidence, /sees every name/);
+  assert.equal(
+    dnsCheck({ ...atExit, system: true, servers: [{ address: "127.0.0.53", via: "local" }] }, ok).verdict,
+    "warn",
+  );
+  assert.equal(dnsCheck({ ...atExit, servers: [] }, ok).verdict, "fail");
+  assert.equal(dnsCheck(atExit, null).verdict, "skip");
+  // Queried only with root and a tunnel: never from a host that has no gateway configured.
+  assert.equal(noDnsProbe(gatewayConfig(), true), null);
+  assert.match(noDnsProbe(gatewayConfig(), false)!, /needs root/);
+  assert.match(noDnsProbe(parseConfig({}), true)!, /no tunnel configured/);
+  assert.match(dnsCheck(atExit, null, noDnsProbe(parseConfig({}), true)!).evidence, /no tunnel configured/);
+  assert.equal(dnsProbeName("https://api.ipify.org/"), "api.ipify.org");
+  assert.equal(dnsProbeName("http://192.0.2.80/"), "example.com");
+  assert.equal(dnsProbeName(null), "example.com");
 });
 
 test("exit IP: equal to the exit passes, equal to the direct IP is a leak, a failed request fails", () => {

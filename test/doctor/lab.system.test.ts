@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { parse, stringify } from "yaml";
 import type { CheckResult } from "../../src/doctor/check.js";
+import { stopAgent } from "../../src/lab/up.js";
 import { run } from "../../src/util/run.js";
 import { MAIN } from "../support/cli.js";
 import { acquireLabLock } from "../support/lablock.js";
@@ -15,8 +16,9 @@ import { requireTools } from "../support/tools.js";
 before(() => requireTools("curl", "flock", "setpriv", "wg", "wireguard-go", "nft", "ss"));
 
 /**
- * doctor and the exporter in the lab (wg-egress lab up): all green on the working path, then each
- * breakage from the issue is diagnosed: tunnel down, ip rule missing, proxy bound to 0.0.0.0. The lab is shared with
+ * doctor and the exporter in the lab (wg-egress lab up): all green on the working path (the agent
+ * running), then — the agent stopped, so that nothing repairs — each breakage from the issue is
+ * diagnosed: tunnel down, ip rule missing, a LAN resolver that rejects the proxy, proxy bound to 0.0.0.0. The lab is shared with
  * the lab's own tests: hold /tmp/wgelab.lock throughout. The lab's proxies admit only the pod, so
  * doctor (on the gateway itself) tests its own instance of our proxy: same uid 400, default client
  * allow-list (the LAN subnet), port 1083.
@@ -38,10 +40,11 @@ const cli = (args: string[], timeoutMs = 60_000) =>
 const lab = (cmd: "up" | "down") =>
   run(process.execPath, [MAIN, "lab", cmd], { allowFail: true, timeoutMs: 180_000 });
 
-/** The lab's config with our proxy's listen address. */
-function configWith(listen: string, name: string): string {
+/** The lab's config with our proxy's listen address (and its resolvers). */
+function configWith(listen: string, name: string, dnsServers?: string[]): string {
   const config = parse(readFileSync(LAB_CONFIG, "utf8"));
   config.proxy.listen = [listen];
+  if (dnsServers) config.proxy.dns = { servers: dnsServers };
   const path = join(dir, name);
   writeFileSync(path, stringify(config), { mode: 0o644 });
   return path;
@@ -114,10 +117,16 @@ test("the working lab passes every check, and the exit IP is the exit's", async 
     "ip rule fwmark",
     "nft mark rule",
     "kill switch",
+    "gateway agent",
     "proxy listening",
+    "DNS through the tunnel",
     "exit IP through the proxy",
   ])
     assert.equal(v[name], "pass", name);
+  assert.match(
+    results.find((r) => r.name === "DNS through the tunnel")!.evidence,
+    /resolved by 10\.100\.0\.1 through the tunnel \(the exit's resolver\)/,
+  );
   assert.match(
     results.find((r) => r.name === "exit IP through the proxy")!.evidence,
     /sees 203\.0\.113\.10 through the proxy/,
@@ -132,20 +141,28 @@ test("the exporter on the real gateway: up, kill switch armed, exit IP check ok"
   assert.equal(gauge(text, "wg_egress_tunnel_state", ',state="up"'), 1);
   assert.equal(gauge(text, "wg_egress_killswitch_armed"), 1);
   assert.equal(gauge(text, "wg_egress_exit_ip_check_ok"), 1);
+  assert.equal(gauge(text, "wg_egress_agent_state", ',state="ok"'), 1);
   assert.match(
     text,
     /^wireguard_latest_handshake_delay_seconds\{interface="wgelab-gw0",public_key="[^"]+",allowed_ips="0\.0\.0\.0\/0,::\/0"\} \d+$/m,
   );
 });
 
-test("tunnel down: interface, route and exit IP fail (refused by the kill switch, not leaked)", async () => {
+test("tunnel down: interface, route, DNS and exit IP fail (refused by the kill switch, not leaked)", async () => {
+  await stopAgent();
   const down = await inNs(GW, "ip", ["link", "set", "wgelab-gw0", "down"]);
   assert.equal(down.code, 0, down.stderr);
   const { code, results } = await doctor();
   assert.equal(code, 1);
   const f = failing(results);
-  for (const name of ["tunnel interface", "route table", "exit IP through the proxy"])
+  for (const name of [
+    "tunnel interface",
+    "route table",
+    "DNS through the tunnel",
+    "exit IP through the proxy",
+  ])
     assert.ok(f.includes(name), `${name} in ${f}`);
+  assert.equal(verdicts(results)["gateway agent"], "warn");
   assert.doesNotMatch(results.find((r) => r.name === "exit IP through the proxy")!.evidence, /LEAK/);
   assert.equal(verdicts(results)["kill switch"], "pass");
   assert.equal(gauge(await scrape(), "wg_egress_tunnel_state", ',state="down"'), 1);
@@ -171,6 +188,26 @@ test("ip rule missing: the rule check and the kill switch fail; the path fails c
   assert.match(results.find((r) => r.name === "ip rule fwmark")!.evidence, /missing IPv4 rules/);
   assert.doesNotMatch(results.find((r) => r.name === "exit IP through the proxy")!.evidence, /LEAK/);
   await repair();
+});
+
+test("a LAN resolver: a warning while it answers (it sees the names), a failure when it rejects the proxy", async () => {
+  const lan = configWith("10.1.0.1:1083", "lan-dns.yaml", ["10.1.0.53"]);
+  const dnsResult = async () => (await doctor(lan)).results.find((r) => r.name === "DNS through the tunnel")!;
+  const answering = await dnsResult();
+  assert.equal(answering.verdict, "warn", answering.evidence);
+  assert.match(answering.evidence, /resolved by 10\.1\.0\.53 on the LAN: that resolver sees every name/);
+  const reject = await inNs("wgelab-pod", "nft", [
+    "add table inet wgetest-dns; add chain inet wgetest-dns in { type filter hook input priority 0; }; add rule inet wgetest-dns in udp dport 53 reject",
+  ]);
+  assert.equal(reject.code, 0, reject.stderr);
+  try {
+    const rejected = await dnsResult();
+    assert.equal(rejected.verdict, "fail", rejected.evidence);
+    assert.match(rejected.evidence, /10\.1\.0\.53 got no answer/);
+    assert.match(rejected.fix!, /the LAN resolver 10\.1\.0\.53 does not answer the proxy/);
+  } finally {
+    await inNs("wgelab-pod", "nft", ["delete", "table", "inet", "wgetest-dns"]);
+  }
 });
 
 test("proxy bound to 0.0.0.0: doctor says every network reaches it", async () => {

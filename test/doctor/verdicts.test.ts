@@ -32,6 +32,7 @@ const missing: GatewayStatus = {
   route: { tunnel4: false, tunnel6: false, unreachable4: true, unreachable6: true },
   nft: { present: true, killSwitchRejects: 0 },
   killSwitchArmed: true,
+  killSwitchMissing: [],
   verdict: "down",
 };
 

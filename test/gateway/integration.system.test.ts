@@ -4,9 +4,12 @@ import { chmodSync, existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { expectedChains, NFT_TABLE } from "../../src/gateway/nft.js";
+import { RUNTIME_DIR } from "../../src/gateway/runtime.js";
 import { findUserspacePid } from "../../src/gateway/wireguard.js";
 import { generatePrivateKey, publicKeyOf } from "../../src/wireguard/keys.js";
 import { MAIN } from "../support/cli.js";
+import { freshNamespace } from "../support/netns.js";
 import { tempDir } from "../support/tmp.js";
 import { requireTools } from "../support/tools.js";
 
@@ -14,7 +17,10 @@ before(() => requireTools("wg", "wireguard-go", "nft", "setpriv"));
 
 /**
  * The real `gateway up/down/status` in a throwaway namespace full of decoys: up twice changes nothing,
- * repairs partial state, and down restores exactly what was there before.
+ * repairs partial state, routes the proxy's traffic by client subnet, down keeps the kill switch, and
+ * down --purge restores exactly what was there before (src_valid_mark included).
+ *
+ *   l0 10.1.0.1/24 (the LAN: the proxy's client subnet)   d0 192.0.2.1/24, 2001:db8::1/64 (the WAN, default routes)
  */
 
 const NS = "wgetest-gw";
@@ -47,15 +53,40 @@ function writeConfig(
   const peer = { publicKey: publicKeyOf(generatePrivateKey()), endpoint: "192.0.2.10:51820" };
   writeFileSync(
     file,
-    JSON.stringify({ gateway: { interface: IF, privateKeyFile: keyFile, peer, ...gateway } }),
+    JSON.stringify({
+      gateway: { interface: IF, privateKeyFile: keyFile, peer, ...gateway },
+      proxy: { listen: ["10.1.0.1:1080"] },
+    }),
   );
   return file;
 }
 
-/** Prints the error code of a TCP connect to a documentation IPv6 address (or "connected"). */
-const CONNECT_V6 = `const s = require("net").connect(80, "2001:db8:1::99"); s.on("connect", () => { console.log("connected"); process.exit(0); }); s.on("error", (e) => console.log(e.code)); setTimeout(() => { console.log("timeout"); process.exit(0); }, 5000).unref();`;
+/** Runs the rest of the command line as the proxy's uid. */
+const AS_PROXY = ["setpriv", "--reuid=400", "--regid=400", "--clear-groups"];
 
-/** Everything `down` must leave as it found it (IPv6 link-local routes come and go by themselves). */
+/** Prints the error code of a TCP connect to `ip` as uid 400 (or "connected"/"timeout"). */
+const connectAsProxy = (ip: string) =>
+  spawnSync(
+    "ip",
+    [
+      "netns",
+      "exec",
+      NS,
+      ...AS_PROXY,
+      process.execPath,
+      "-e",
+      `const s = require("net").connect(80, ${JSON.stringify(ip)}); s.on("connect", () => { console.log("connected"); process.exit(0); }); s.on("error", (e) => console.log(e.code)); setTimeout(() => { console.log("timeout"); process.exit(0); }, 5000).unref();`,
+    ],
+    { encoding: "utf8", timeout: 10_000 },
+  ).stdout.trim();
+
+/** The device the proxy's (uid 400) route lookup picks: routing alone, whatever nft does. */
+const proxyRoute = (ip: string) => /\bdev (\S+)/.exec(sh(["ip", "route", "get", ip, "uid", "400"]))?.[1];
+
+const srcValidMark = () => sh(["cat", "/proc/sys/net/ipv4/conf/all/src_valid_mark"]).trim();
+const status = () => JSON.parse(cli(["gateway", "status", "--json"]).stdout);
+
+/** Everything `down --purge` must leave as it found it (IPv6 link-local routes come and go by themselves). */
 const snapshot = () =>
   (
     ["-4", "-6"]
@@ -67,15 +98,11 @@ const snapshot = () =>
     .join("\n");
 
 before(() => {
-  spawnSync("ip", ["netns", "del", NS]);
-  execFileSync("ip", ["netns", "add", NS]);
+  freshNamespace(NS);
   for (const argv of [
-    ["ip", "link", "set", "lo", "up"],
-    ["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"],
-    ["ip", "address", "add", "192.0.2.1/24", "dev", "d0"],
-    ["ip", "link", "set", "d0", "up"],
-    ["ip", "link", "set", "d1", "up"],
-    ["ip", "route", "add", "default", "via", "192.0.2.254"],
+    ["ip", "link", "add", "l0", "type", "veth", "peer", "name", "l1"],
+    ["ip", "address", "add", "10.1.0.1/24", "dev", "l0"],
+    ...["l0", "l1"].map((d) => ["ip", "link", "set", d, "up"]),
     ["ip", "address", "add", "2001:db8::1/64", "dev", "d0", "nodad"],
     ["ip", "-6", "route", "add", "default", "via", "2001:db8::fffe"],
     ["ip", "rule", "add", "priority", "5182", "fwmark", "0x1", "lookup", "100"],
@@ -98,7 +125,7 @@ before(() => {
       "post",
       "ip6",
       "daddr",
-      "2001:db8:1::99",
+      "2001:db8::/32",
       "counter",
       "name",
       "leaked",
@@ -114,8 +141,9 @@ after(() => {
   spawnSync("ip", ["netns", "del", NS]);
 });
 
-test("up twice, repair, down: only our objects change", () => {
+test("up twice, repair; down keeps the kill switch; --purge restores exactly what was there", async () => {
   const pristine = snapshot();
+  assert.equal(srcValidMark(), "0");
   const dry = cli(["gateway", "up", "--dry-run"]);
   assert.equal(dry.status, 0, dry.stderr);
   assert.match(dry.stdout, /nft -f - <<'EOF'\ntable inet wg-egress\n/);
@@ -134,40 +162,39 @@ test("up twice, repair, down: only our objects change", () => {
 
   const st = cli(["gateway", "status", "--json"]);
   assert.equal(st.status, 1, "no handshake possible here: verdict down, exit 1");
-  const status = JSON.parse(st.stdout);
-  assert.equal(status.present, true);
-  assert.ok(["kernel", "userspace"].includes(status.implementation));
-  assert.equal(status.killSwitchArmed, true);
-  assert.deepEqual(status.route, { tunnel4: true, tunnel6: false, unreachable4: true, unreachable6: true });
-  assert.equal(status.verdict, "down");
+  const s = JSON.parse(st.stdout);
+  assert.equal(s.present, true);
+  assert.ok(["kernel", "userspace"].includes(s.implementation));
+  assert.equal(s.killSwitchArmed, true);
+  assert.deepEqual(s.killSwitchMissing, []);
+  assert.deepEqual(s.route, { tunnel4: true, tunnel6: false, unreachable4: true, unreachable6: true });
+  assert.equal(s.verdict, "down");
+  assert.equal(s.agent, null);
 
-  // No tunnel IPv6 address: the proxy user's IPv6 fails at once instead of taking the host's IPv6 route.
-  const v6 = spawnSync(
-    "ip",
-    [
-      "netns",
-      "exec",
-      NS,
-      "setpriv",
-      "--reuid=400",
-      "--regid=400",
-      "--clear-groups",
-      process.execPath,
-      "-e",
-      CONNECT_V6,
-    ],
-    { encoding: "utf8", timeout: 10_000 },
+  // Routing alone: the client subnet stays on the LAN, the WAN's own subnet and the rest go into the tunnel.
+  assert.equal(proxyRoute("10.1.0.7"), "l0");
+  assert.equal(proxyRoute("192.0.2.99"), IF, "the WAN's connected subnet");
+  assert.equal(proxyRoute("198.18.0.1"), IF);
+  assert.equal(
+    /\bdev (\S+)/.exec(sh(["ip", "route", "get", "192.0.2.99"]))?.[1],
+    "d0",
+    "others keep the WAN",
   );
-  assert.match(v6.stdout, /^(ENETUNREACH|EHOSTUNREACH|EACCES)$/m, v6.stdout + v6.stderr);
+  // No tunnel IPv6 address: the proxy user's IPv6 fails at once (not after a timeout), also to the
+  // WAN's own IPv6 subnet, instead of taking the host's IPv6 routes.
+  for (const ip of ["2001:db8:1::99", "2001:db8::99"])
+    assert.match(connectAsProxy(ip), /^(ENETUNREACH|EHOSTUNREACH|EACCES)$/, ip);
   assert.match(sh(["nft", "list", "counter", "ip6", "witness", "leaked"]), /packets 0 /);
 
-  // Partial state: tunnel route gone with a link flap, one rule lost, wg socket marked with the egress mark.
+  // Partial state: tunnel route gone with a link flap, one rule lost, wg socket marked with the egress
+  // mark, and the rule an older version added (every connected route via main) to be removed.
   sh(["ip", "link", "set", IF, "down"]);
+  sh(["ip", "-6", "rule", "del", "priority", "5184", "uidrange", "400-400", "lookup", "51820"]);
+  sh(["wg", "set", IF, "fwmark", "0xca6c"]);
   sh([
     "ip",
-    "-6",
     "rule",
-    "del",
+    "add",
     "priority",
     "5183",
     "uidrange",
@@ -177,30 +204,79 @@ test("up twice, repair, down: only our objects change", () => {
     "suppress_prefixlength",
     "0",
   ]);
-  sh(["wg", "set", IF, "fwmark", "0xca6c"]);
   const repair = cli(["gateway", "up"]);
   assert.equal(repair.status, 0, repair.stderr);
-  assert.match(repair.stdout, /4 change\(s\)/);
+  assert.match(repair.stdout, /5 change\(s\)/);
   assert.match(sh(["ip", "route", "show", "table", "51820"]), new RegExp(`default dev ${IF}`));
   assert.match(sh(["wg", "show", IF, "fwmark"]), /off/);
+  assert.doesNotMatch(sh(["ip", "rule", "show"]), /suppress_prefixlength/);
+  assert.equal(snapshot(), afterUp);
 
+  // down: the tunnel goes, the kill switch stays (and src_valid_mark with it).
   const down = cli(["gateway", "down"]);
   assert.equal(down.status, 0, down.stderr);
-  assert.equal(snapshot(), pristine, "down must restore exactly the state before up");
+  assert.match(down.stdout, /the kill switch stays/);
+  const afterDown = status();
+  assert.equal(afterDown.present, false);
+  assert.equal(afterDown.killSwitchArmed, true);
   assert.equal(findUserspacePid(IF), null);
   assert.ok(!existsSync(`/var/run/wireguard/${IF}.sock`));
-  assert.equal(cli(["gateway", "down"]).stdout, "gateway down: 0 change(s) applied\n");
+  assert.match(
+    connectAsProxy("192.0.2.99"),
+    /^(ENETUNREACH|EHOSTUNREACH|EACCES)$/,
+    "fails closed after down",
+  );
+  assert.equal(srcValidMark(), "1");
+
+  // --purge is refused while a process of the proxy's uid runs here; nothing changes.
+  const proxy = spawn("ip", ["netns", "exec", NS, ...AS_PROXY, "sleep", "30"]);
+  try {
+    await sleep(300);
+    const refused = cli(["gateway", "down", "--purge"]);
+    assert.equal(refused.status, 1, refused.stderr);
+    assert.match(refused.stderr, /process\(es\) of uid 400 still run here .*sleep 30.*nothing was changed/);
+    assert.equal(status().killSwitchArmed, true);
+  } finally {
+    proxy.kill();
+    await new Promise((r) => proxy.once("exit", r));
+  }
+  const purge = cli(["gateway", "down", "--purge"]);
+  assert.equal(purge.status, 0, purge.stderr);
+  assert.equal(snapshot(), pristine, "down --purge must restore exactly the state before up");
+  assert.equal(srcValidMark(), "0", "src_valid_mark restored");
+  assert.ok(!existsSync(join(RUNTIME_DIR, `${IF}.json`)));
+  assert.equal(cli(["gateway", "down", "--purge"]).stdout, "gateway down: 0 change(s) applied\n");
 });
 
-test("down --keep-killswitch removes only the interface", () => {
+test("each chain of the ruleset deleted in turn: status says NOT armed, up repairs it", () => {
   assert.equal(cli(["gateway", "up"]).status, 0);
-  const down = cli(["gateway", "down", "--keep-killswitch"]);
-  assert.equal(down.status, 0, down.stderr);
-  const st = JSON.parse(cli(["gateway", "status", "--json"]).stdout);
-  assert.equal(st.present, false);
-  assert.equal(st.killSwitchArmed, true);
-  assert.equal(cli(["gateway", "down"]).status, 0);
-  assert.equal(JSON.parse(cli(["gateway", "status", "--json"]).stdout).killSwitchArmed, false);
+  const p = {
+    ifname: IF,
+    fwmark: 0xca6c,
+    table: 51820,
+    rulePriority: 5182,
+    uid: 400,
+    clients: { v4: [], v6: [] },
+  };
+  for (const { name } of expectedChains(p)) {
+    sh(["nft", "delete", "chain", "inet", NFT_TABLE, name]);
+    const broken = cli(["gateway", "status"]);
+    assert.match(broken.stdout, new RegExp(`kill switch: +NOT armed \\(missing: chain ${name}\\)`), name);
+    const up = cli(["gateway", "up"]);
+    assert.equal(up.stdout, "gateway up: 1 change(s) applied\n", name);
+    assert.equal(status().killSwitchArmed, true, name);
+  }
+  assert.equal(cli(["gateway", "down", "--purge"]).status, 0);
+});
+
+test("up --killswitch-only arms the kill switch without any tunnel", () => {
+  const r = cli(["gateway", "up", "--killswitch-only"]);
+  assert.equal(r.status, 0, r.stderr);
+  const s = status();
+  assert.equal(s.present, false);
+  assert.equal(s.killSwitchArmed, true);
+  assert.match(connectAsProxy("192.0.2.99"), /^(ENETUNREACH|EHOSTUNREACH|EACCES)$/);
+  assert.equal(cli(["gateway", "down", "--purge"]).status, 0);
 });
 
 test("clear one-line errors, nothing applied", async () => {

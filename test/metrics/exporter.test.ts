@@ -90,6 +90,7 @@ test("own metrics: one state is 1, kill switch armed, rejects, IP check only aft
     wg: ifaces,
     status: status("stale", true, 7),
     ipCheck: null,
+    agent: null,
   };
   const fams = gatewayFamilies(snap);
   const by = (n: string) => fams.find((f) => f.name === n)!;
@@ -118,11 +119,52 @@ test("own metrics: one state is 1, kill switch armed, rejects, IP check only aft
   );
 });
 
+test("agent metrics: stopped when no agent runs; its state and repair counters when one does", () => {
+  const base: GatewaySnapshot = {
+    nowSeconds: NOW,
+    wg: ifaces,
+    status: status("up", true, 0),
+    ipCheck: null,
+    agent: null,
+  };
+  const by = (snap: GatewaySnapshot, n: string) => gatewayFamilies(snap).find((f) => f.name === n)!;
+  const current = (snap: GatewaySnapshot) =>
+    by(snap, "wg_egress_agent_state")
+      .values.filter((v) => v.value === 1)
+      .map((v) => v.labels.state);
+  assert.deepEqual(current(base), ["stopped"]);
+  assert.equal(by(base, "wg_egress_agent_state").values.length, 5);
+  assert.deepEqual(by(base, "wg_egress_agent_repairs_total").values, []);
+  const running = {
+    ...base,
+    agent: {
+      pid: 9,
+      state: "ok" as const,
+      since: 1,
+      repairs: { route: 3, nft: 1 },
+      failures: 2,
+      lastRepair: null,
+    },
+  };
+  assert.deepEqual(current(running), ["ok"]);
+  assert.deepEqual(by(running, "wg_egress_agent_repairs_total").values, [
+    { labels: { interface: "wg-egress", what: "route" }, value: 3 },
+    { labels: { interface: "wg-egress", what: "nft" }, value: 1 },
+  ]);
+  assert.equal(by(running, "wg_egress_agent_repair_failures_total").values[0].value, 2);
+});
+
 test("the registry takes one snapshot per scrape and renders the text format", async () => {
   let calls = 0;
   const registry: Registry = snapshotRegistry(GATEWAY_FAMILIES, async () => {
     calls++;
-    return gatewayFamilies({ nowSeconds: NOW, wg: ifaces, status: status("up", true, 0), ipCheck: null });
+    return gatewayFamilies({
+      nowSeconds: NOW,
+      wg: ifaces,
+      status: status("up", true, 0),
+      ipCheck: null,
+      agent: null,
+    });
   });
   const text = await registry.metrics();
   assert.equal(calls, 1);

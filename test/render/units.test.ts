@@ -57,12 +57,19 @@ test("the proxy runs as the fixed unprivileged user, without capabilities, only 
   assert.match(sysusers, /^u wg-egress-proxy 400 /);
 });
 
-test("the gateway is a oneshot up/down with CAP_NET_ADMIN only, ordered before the proxy", () => {
+test("the gateway runs the agent after arming the kill switch, CAP_NET_ADMIN only, before the proxy", () => {
   const g = unit("wg-egress-gateway");
-  assert.deepEqual(get(g, "Service", "Type"), ["oneshot"]);
-  assert.deepEqual(get(g, "Service", "RemainAfterExit"), ["yes"]);
-  assert.match(get(g, "Service", "ExecStart")[0], / gateway up --config /);
-  assert.match(get(g, "Service", "ExecStop")[0], / gateway down --config /);
+  assert.deepEqual(get(g, "Service", "Type"), ["exec"]);
+  // Started (and the proxy let go) only once the kill switch is up; stopping keeps it (no ExecStop).
+  assert.deepEqual(get(g, "Service", "ExecStartPre"), [
+    `${process.execPath} gateway up --killswitch-only --config /etc/wg-egress/config.yaml`,
+  ]);
+  assert.deepEqual(get(g, "Service", "ExecStart"), [
+    `${process.execPath} gateway run --config /etc/wg-egress/config.yaml`,
+  ]);
+  assert.deepEqual(get(g, "Service", "ExecStop"), []);
+  assert.deepEqual(get(g, "Service", "Restart"), ["always"]);
+  assert.deepEqual(get(g, "Unit", "StartLimitIntervalSec"), ["0"]);
   assert.deepEqual(get(g, "Service", "CapabilityBoundingSet"), ["CAP_NET_ADMIN"]);
   assert.deepEqual(get(g, "Unit", "Before"), ["wg-egress-proxy.service"]);
   const m = unit("wg-egress-metrics");

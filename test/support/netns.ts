@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { basename } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+
 import { run } from "../../src/util/run.js";
 import { requireTools } from "./tools.js";
 
@@ -70,4 +71,22 @@ export function insideIsolatedNetns(metaUrl: string, timeoutMs = 300_000): boole
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
   });
   return false;
+}
+
+/**
+ * A new namespace `ns` (an old one of that name is deleted first) with lo up and a "WAN": veth d0
+ * 192.0.2.1/24 (peer d1) and the default route via 192.0.2.254 — nothing answers there.
+ */
+export function freshNamespace(ns: string): void {
+  spawnSync("ip", ["netns", "del", ns]);
+  execFileSync("ip", ["netns", "add", ns]);
+  for (const argv of [
+    ["ip", "link", "set", "lo", "up"],
+    ["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+    ["ip", "address", "add", "192.0.2.1/24", "dev", "d0"],
+    ["ip", "link", "set", "d0", "up"],
+    ["ip", "link", "set", "d1", "up"],
+    ["ip", "route", "add", "default", "via", "192.0.2.254"],
+  ])
+    execFileSync("ip", ["netns", "exec", ns, ...argv]);
 }

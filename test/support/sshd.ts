@@ -48,6 +48,9 @@ function removeNetwork(ns: string, hostIf: string, wgInterfaces: string[]): void
     spawnSync("ip", ["link", "del", i]);
   }
   for (const pid of pids) if (pid) spawnSync("kill", [String(pid)]);
+  // What the exit's setup started inside (its resolver, unbound) would keep a deleted namespace alive.
+  const inside = spawnSync("ip", ["netns", "pids", ns], { encoding: "utf8" }).stdout;
+  for (const pid of inside.split("\n").filter(Boolean)) spawnSync("kill", [pid]);
   spawnSync("ip", ["link", "del", hostIf]);
   spawnSync("ip", ["netns", "del", ns]);
 }
