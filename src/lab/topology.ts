@@ -58,7 +58,9 @@ export const CONFIG_FILE = `${STATE_DIR}/config.yaml`;
  * nft counters in wgelab-inet for everything that arrives from the home line (whatever the home address
  * is at the time): WireGuard's own UDP to the exit, the gateway's own requests to CONTROL_PORT, and
  * everything else — the leak counter, which must stay 0. Link-local IPv6 (neighbour discovery) never
- * leaves the link and is not counted.
+ * leaves the link and is not counted. While wireguard-go is stopped (`down`, killed), the exit's WireGuard
+ * packets still arrive and the kernel answers "port unreachable" to the exit: that is WireGuard's traffic
+ * (to the endpoint that already knows the home address), not a proxied packet, so it counts as WireGuard.
  */
 export const LEAK_TABLE = "wgelab-count";
 export const LEAK_COUNTER = "home_leak";
@@ -75,6 +77,7 @@ export const leakCounterRuleset = `table inet ${LEAK_TABLE} {
   chain pre {
     type filter hook prerouting priority raw; policy accept;
     iifname "home0" ip daddr ${ADDR.exitPublic} udp dport ${WG_PORT} counter name ${WIREGUARD_COUNTER} accept
+    iifname "home0" ip daddr ${ADDR.exitPublic} icmp type destination-unreachable counter name ${WIREGUARD_COUNTER} accept
     iifname "home0" ip daddr ${ADDR.server} tcp dport ${CONTROL_PORT} counter name ${OWN_COUNTER} accept
     iifname "home0" ip6 saddr { ::, fe80::/10 } accept
     iifname "home0" ip6 daddr ff00::/8 accept

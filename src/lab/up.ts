@@ -4,7 +4,7 @@ import { stringify } from "yaml";
 import { parseConfig } from "../config/load.js";
 import { renderExitHost } from "../exit/host.js";
 import { writeFileAtomic } from "../secrets/atomic.js";
-import { UserError } from "../util/errors.js";
+import { OperationError, UserError } from "../util/errors.js";
 import { run } from "../util/run.js";
 import { generatePrivateKey, publicKeyOf } from "../wireguard/keys.js";
 import { labDown } from "./down.js";
@@ -75,9 +75,17 @@ export function startAgent(): number {
 
 export const agentPids = () => pidsInNamespace(NS.gw, isAgent);
 
-/** SIGTERM, as `systemctl stop` does: the agent stops watching and the kill switch stays. */
+/**
+ * SIGTERM, as `systemctl stop` does: the agent stops watching and the kill switch stays. Lists again
+ * after each round: a /proc scan can catch a process between fork and exec (it still shows the
+ * agent's argv) or miss one mid-start, so one list is not proof that no agent is left.
+ */
 export async function stopAgent(): Promise<void> {
-  await stopPids(agentPids());
+  const deadline = Date.now() + 10_000;
+  for (let pids = agentPids(); pids.length; pids = agentPids()) {
+    if (Date.now() > deadline) throw new OperationError(`lab: the agent did not stop (PIDs ${pids.join(", ")})`);
+    await stopPids(pids);
+  }
 }
 
 /** Repeats `check` until it returns true or `timeoutMs` passes. */
