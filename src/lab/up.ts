@@ -83,7 +83,8 @@ export const agentPids = () => pidsInNamespace(NS.gw, isAgent);
 export async function stopAgent(): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (let pids = agentPids(); pids.length; pids = agentPids()) {
-    if (Date.now() > deadline) throw new OperationError(`lab: the agent did not stop (PIDs ${pids.join(", ")})`);
+    if (Date.now() > deadline)
+      throw new OperationError(`lab: the agent did not stop (PIDs ${pids.join(", ")})`);
     await stopPids(pids);
   }
 }
