@@ -36,7 +36,7 @@ export const gatewaySchema = z
     /** The proxy's user name instead of proxyUid; resolved through /etc/passwd by `gateway up`. */
     proxyUser: z.string().min(1).optional(),
     /** Prometheus endpoint with WireGuard metrics (prometheus_wireguard_exporter's port). */
-    metrics: hostPort.default("127.0.0.1:9586"),
+    metrics: hostPort.prefault("127.0.0.1:9586"),
   })
   .strict();
 

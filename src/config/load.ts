@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
-import { UserError } from "../util/errors.js";
+import { UsageError, type UserError } from "../util/errors.js";
 import { type Config, configSchema } from "./schema.js";
 
 export const DEFAULT_CONFIG_PATH = "/etc/wg-egress/config.yaml";
@@ -33,29 +33,31 @@ export function formatConfigError(source: string, error: z.ZodError): string {
 /** Validates raw config data (from YAML, merged with flags); throws a UserError with a one-line message. */
 export function parseConfig(raw: unknown, source = "(defaults)"): Config {
   const result = configSchema.safeParse(raw ?? {}, { reportInput: true });
-  if (!result.success) throw new UserError(formatConfigError(source, result.error));
+  if (!result.success) throw new UsageError(formatConfigError(source, result.error));
   return result.data;
 }
 
 /** A YAML parser error as one line: the message and where, without the snippet (and its dangling colon). */
 export function yamlError(file: string, e: unknown): UserError {
   const first = (e as Error).message.split("\n")[0].replace(/:\s*$/, "");
-  return new UserError(`invalid YAML in ${file}: ${first}`);
+  return new UsageError(`invalid YAML in ${file}: ${first}`);
 }
 
 /** Why a config file cannot be read, and the fix for that cause (not always "pass another file"). */
 function unreadable(file: string, code: string | undefined): UserError {
   if (code === "EACCES") {
     const who = process.getuid?.() === 0 ? "root" : `uid ${process.getuid?.()}`;
-    return new UserError(
+    return new UsageError(
       `cannot read config ${file} as ${who}: permission denied; the file must be readable by this user (the proxy: root:wg-egress-proxy, mode 0640) and every directory above it searchable (chmod o+x, or 0755)`,
     );
   }
   if (code === "ENOENT")
-    return new UserError(`cannot read config ${file}: no such file; pass an existing file with --config`);
+    return new UsageError(`cannot read config ${file}: no such file; pass an existing file with --config`);
   if (code === "EISDIR")
-    return new UserError(`cannot read config ${file}: it is a directory; pass the config file with --config`);
-  return new UserError(`cannot read config ${file}: ${code}`);
+    return new UsageError(
+      `cannot read config ${file}: it is a directory; pass the config file with --config`,
+    );
+  return new UsageError(`cannot read config ${file}: ${code}`);
 }
 
 /**
@@ -79,7 +81,7 @@ export function readConfigFile(path: string | undefined): { raw: Record<string, 
     throw yamlError(file, e);
   }
   if (typeof raw !== "object" || Array.isArray(raw))
-    throw new UserError(`invalid config ${file}: expected a mapping at the top`);
+    throw new UsageError(`invalid config ${file}: expected a mapping at the top`);
   return { raw: raw as Record<string, unknown>, source: file };
 }
 

@@ -24,10 +24,10 @@ const rule = cidr.refine((v) => !isIPv4MappedRule(v), {
 });
 
 /** "HOST:PORT"; a bare ":PORT" or "PORT" means loopback (127.0.0.1), never every interface. */
-const metricsListen = z
-  .string()
-  .transform((v) => (/^:?\d+$/.test(v) ? `127.0.0.1:${v.replace(/^:/, "")}` : v))
-  .pipe(hostPort);
+const metricsListen = z.preprocess(
+  (v) => (typeof v === "string" && /^:?\d+$/.test(v) ? `127.0.0.1:${v.replace(/^:/, "")}` : v),
+  hostPort,
+);
 
 export const userSchema = z.object({
   name: z.string().min(1).max(255),
@@ -37,7 +37,7 @@ export const userSchema = z.object({
 export const proxySchema = z
   .object({
     /** Where SOCKS5 (and, if enabled, HTTP CONNECT) is served. The seed listens on the LAN address 10.1.0.1:1080. */
-    listen: z.array(hostPort).min(1).default(["127.0.0.1:1080"]),
+    listen: z.array(hostPort).min(1).prefault(["127.0.0.1:1080"]),
     /**
      * RFC 1929 users; when any are set (here or in usersFile) authentication is required. Written but
      * empty is an error: an empty list must never turn authentication off.

@@ -1,13 +1,28 @@
 import ipaddr from "ipaddr.js";
 import { z } from "zod";
-import { parseHostPort } from "../util/hostport.js";
+import { ParsedHostPort, parseHostPort } from "../util/hostport.js";
 
 /** Shared field types for every config section, so each error message says what is expected. */
 
-export const hostPort = z.string().superRefine((v, ctx) => {
+/** "HOST:PORT", validated and kept as text (for files we write back, like the secrets). */
+export const hostPortText = z.string().superRefine((v, ctx) => {
   const r = parseHostPort(v);
   if (typeof r === "string") ctx.addIssue({ code: "custom", message: r });
 });
+
+/**
+ * "HOST:PORT" in the file, a ParsedHostPort in the config: parsed here once, never again downstream.
+ * An already parsed value passes as its text, so a config built from another one validates again.
+ */
+export const hostPort = z.preprocess(
+  (v) => (v instanceof ParsedHostPort ? v.toString() : v),
+  z.string().transform((v, ctx) => {
+    const r = parseHostPort(v);
+    if (typeof r !== "string") return r;
+    ctx.addIssue({ code: "custom", message: r });
+    return z.NEVER;
+  }),
+);
 
 export const cidr = z.string().superRefine((v, ctx) => {
   try {

@@ -3,7 +3,7 @@ import { isIP, type Socket, connect as tcpConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import type { Config } from "../config/schema.js";
 import { errorMessage } from "../util/errors.js";
-import { type HostPort, parseHostPort } from "../util/hostport.js";
+import type { HostPort } from "../util/hostport.js";
 import { type CheckResult, fail, pass, skip, warn } from "./check.js";
 import { socksConnect } from "./socks-client.js";
 
@@ -90,13 +90,13 @@ export interface IpCheckOptions {
 
 export async function observeIps(config: Config, opts: IpCheckOptions): Promise<IpObservation> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  const proxy = opts.proxy ?? (parseHostPort(config.proxy.listen[0]) as HostPort);
+  const proxy = opts.proxy ?? config.proxy.listen[0]!;
   // A wildcard listen address is reached via loopback.
   const target = proxy.host === "0.0.0.0" || proxy.host === "::" ? { ...proxy, host: "127.0.0.1" } : proxy;
   const user = config.proxy.users[0];
   const viaProxy: Dial = (host, port) =>
     socksConnect(target, host, port, { username: user?.name, password: user?.password, timeoutMs });
-  const endpoint = config.gateway.peer.endpoint ? parseHostPort(config.gateway.peer.endpoint) : null;
+  const endpoint = config.gateway.peer.endpoint ?? null;
   const [direct, proxied, exit] = await Promise.all([
     seen(opts.url, directDial, timeoutMs),
     seen(opts.url, viaProxy, timeoutMs),

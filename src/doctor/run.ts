@@ -6,7 +6,7 @@ import type { DataPath } from "../gateway/model.js";
 import { readAgentReport } from "../gateway/runtime.js";
 import { observe, summarize } from "../gateway/status.js";
 import { errorMessage } from "../util/errors.js";
-import { formatHostPort, type HostPort, parseHostPort } from "../util/hostport.js";
+import { formatHostPort, type HostPort } from "../util/hostport.js";
 import { run } from "../util/run.js";
 import { type CheckResult, fail, skip } from "./check.js";
 import {
@@ -69,7 +69,7 @@ async function tunnelChecks(config: Config, p: DataPath): Promise<CheckResult[]>
   return [
     interfaceCheck(st),
     handshakeCheck(st),
-    exitReachableCheck(st, config.gateway.peer.endpoint),
+    exitReachableCheck(st, config.gateway.peer.endpoint?.toString()),
     routeCheck(st, p),
     ruleCheck(st, p),
     markRuleCheck(state.nft?.chains.find((c) => c.name === "mark_proxy")?.rules ?? null, p),
@@ -85,7 +85,7 @@ export async function runDoctor(config: Config, opts: DoctorOptions): Promise<Ch
   } catch (e) {
     return [fail("proxy user", errorMessage(e), "fix the config key the message names")];
   }
-  const wanted = config.proxy.listen.map((l) => parseHostPort(l) as HostPort);
+  const wanted = config.proxy.listen;
   const noProbe = noDnsProbe(config, isRoot());
   const [tunnel, ss, dns] = await Promise.all([
     tunnelChecks(config, p),

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { parseDocument } from "yaml";
 import { yamlError } from "../config/load.js";
 import { writeFileAtomic } from "../secrets/atomic.js";
-import { UserError } from "../util/errors.js";
+import { OperationError } from "../util/errors.js";
 
 /**
  * Sets dotted keys in a YAML config file (null removes a key), keeping its comments and layout (yaml's
@@ -15,7 +15,7 @@ export function setConfigValues(file: string, values: Record<string, string | nu
     text = readFileSync(file, "utf8");
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "ENOENT")
-      throw new UserError(`cannot read ${file}: ${(e as Error).message}`, 1);
+      throw new OperationError(`cannot read ${file}: ${(e as Error).message}`);
   }
   const doc = parseDocument(text);
   if (doc.errors.length) throw yamlError(file, doc.errors[0]);

@@ -1,5 +1,5 @@
 import ipaddr from "ipaddr.js";
-import { UserError } from "../util/errors.js";
+import { OperationError } from "../util/errors.js";
 
 /**
  * The home network's public address as seen from outside: the first of `urls` that answers with a bare IP
@@ -23,8 +23,7 @@ export async function detectHomeIp(urls: string[], timeoutMs = 5000): Promise<st
       failures.push(`${url}: ${err.cause?.code ?? err.cause?.message ?? err.message}`);
     }
   }
-  throw new UserError(
+  throw new OperationError(
     `cannot detect the home IP (${failures.join("; ") || "no exit.homeIpUrls"}); set exit.homeIpUrls, or exit.sshAllowFrom / --home-ip`,
-    1,
   );
 }

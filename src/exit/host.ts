@@ -1,6 +1,6 @@
 import ipaddr from "ipaddr.js";
 import type { ExitConfig } from "../config/exit-schema.js";
-import { UserError } from "../util/errors.js";
+import { UsageError } from "../util/errors.js";
 
 /**
  * PURE renderer of the exit host (the VPS end of the tunnel). One renderer feeds every way an exit is
@@ -60,7 +60,7 @@ function sshRule(sources: string[]): string {
     try {
       isV6 = (s.includes("/") ? ipaddr.parseCIDR(s)[0] : ipaddr.parse(s)).kind() === "ipv6";
     } catch {
-      throw new UserError(`exit.sshAllowFrom: "${s}" is not an address or CIDR`);
+      throw new UsageError(`exit.sshAllowFrom: "${s}" is not an address or CIDR`);
     }
     (isV6 ? v6 : v4).push(s);
   }
@@ -145,7 +145,7 @@ function renderUnbound(exit: ExitConfig): string {
 export function renderExitHost(exit: ExitConfig, keys: ExitKeys, opts: { mtu?: number } = {}): ExitHost {
   const gatewayPublicKey = keys.gatewayPublicKey ?? exit.gatewayPublicKey;
   if (!gatewayPublicKey)
-    throw new UserError(
+    throw new UsageError(
       "exit.gatewayPublicKey is missing: set it to the gateway's public key (wg-egress pubkey)",
     );
   const wgConfig = `[Interface]

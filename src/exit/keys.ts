@@ -1,6 +1,6 @@
 import type { Config } from "../config/schema.js";
 import { openSecretsStore } from "../secrets/store.js";
-import { UserError } from "../util/errors.js";
+import { UsageError } from "../util/errors.js";
 import { publicKeyOf } from "../wireguard/keys.js";
 import type { ExitKeys } from "./host.js";
 
@@ -11,7 +11,7 @@ import type { ExitKeys } from "./host.js";
 export async function exitKeysFromStore(config: Config): Promise<ExitKeys> {
   const store = openSecretsStore(config.secrets);
   if (!store.exists())
-    throw new UserError(
+    throw new UsageError(
       `no secrets store at ${store.file}: create the keys with wg-egress secrets init (or set secrets.file)`,
     );
   const data = await store.read();

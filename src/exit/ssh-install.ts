@@ -1,5 +1,5 @@
 import type { ExitConfig } from "../config/exit-schema.js";
-import { UserError } from "../util/errors.js";
+import { OperationError, UsageError } from "../util/errors.js";
 import { run } from "../util/run.js";
 import type { ExitHost } from "./host.js";
 import { EXIT_UNIT, setupScriptPath, systemFiles } from "./system-files.js";
@@ -63,7 +63,7 @@ fi
 
 export function sshArgs(t: SshTarget): string[] {
   if (!/^[^\s@]+@[^\s@]+$/.test(t.target) && !/^[^\s@-][^\s@]*$/.test(t.target))
-    throw new UserError(`--ssh ${JSON.stringify(t.target)}: expected USER@HOST, e.g. root@203.0.113.10`);
+    throw new UsageError(`--ssh ${JSON.stringify(t.target)}: expected USER@HOST, e.g. root@203.0.113.10`);
   // A freshly provisioned exit has a host key nobody knows yet: trust it on first use, check it ever after
   // (BatchMode would otherwise refuse every new exit). An explicit StrictHostKeyChecking option wins.
   const tofu = t.options.some((o) => /^StrictHostKeyChecking\b/i.test(o))
@@ -113,11 +113,10 @@ export async function runOverSsh(t: SshTarget, script: string, opts: SshRunOptio
   });
   if (r.code !== 0) {
     const detail = r.stderr.trim().split("\n").slice(-3).join(" | ");
-    throw new UserError(
+    throw new OperationError(
       r.code === 255
         ? `ssh to ${t.target} port ${t.port} failed: ${detail}; check the address, the key (--identity) and the host key`
         : `${opts.what ?? "setup"} on ${t.target} failed (exit ${r.code}): ${detail}`,
-      1,
     );
   }
   return r.stdout;

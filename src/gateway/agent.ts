@@ -1,5 +1,5 @@
 import { lookup } from "node:dns/promises";
-import { errorMessage, UserError } from "../util/errors.js";
+import { errorMessage, OperationError, UsageError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { type Watcher, watch } from "../util/run.js";
 import { applyStep } from "./apply.js";
@@ -123,7 +123,7 @@ export class GatewayAgent {
     const { ifname } = this.current.spec;
     const other = readAgentReport(ifname);
     if (other && other.pid !== process.pid)
-      throw new UserError(`another gateway agent (pid ${other.pid}) already serves ${ifname}`, 1);
+      throw new OperationError(`another gateway agent (pid ${other.pid}) already serves ${ifname}`);
     this.publish();
     this.follow("ip", ["monitor", "link", "address", "route", "rule"]);
     this.follow("nft", ["monitor"]);
@@ -265,7 +265,7 @@ export class GatewayAgent {
     try {
       const next = this.opts.load();
       if (this.current && next.spec.ifname !== this.current.spec.ifname)
-        throw new UserError("gateway.interface changed: restart the agent to move to another interface");
+        throw new UsageError("gateway.interface changed: restart the agent to move to another interface");
       return next;
     } catch (e) {
       if (!this.current) throw e;

@@ -2,7 +2,7 @@ import { createSocket } from "node:dgram";
 import { writeFileSync } from "node:fs";
 import type { Config } from "../config/schema.js";
 import { interfaceAddresses } from "../policy/addresses.js";
-import { errorMessage, UserError } from "../util/errors.js";
+import { errorMessage, OperationError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { run } from "../util/run.js";
 import { publicKeyOf } from "../wireguard/keys.js";
@@ -27,7 +27,7 @@ import { createLink, stopUserspace } from "./wireguard.js";
 
 export function requireRoot(what: string): void {
   if (process.getuid?.() !== 0)
-    throw new UserError(`${what} changes interfaces, routes and nftables: run it as root`, 1);
+    throw new OperationError(`${what} changes interfaces, routes and nftables: run it as root`);
 }
 
 /** Fails when another socket holds the UDP port WireGuard should listen on. */
@@ -40,7 +40,9 @@ async function checkUdpPortFree(port: number): Promise<void> {
     });
     await new Promise<void>((resolve) => sock.close(() => resolve()));
     if (err?.code === "EADDRINUSE")
-      throw new UserError(`UDP port ${port} (gateway.listenPort) is already in use: choose another port`, 1);
+      throw new OperationError(
+        `UDP port ${port} (gateway.listenPort) is already in use: choose another port`,
+      );
   }
 }
 
@@ -78,9 +80,8 @@ async function applyAll(steps: Step[], what: string, privateKey: string | null):
     try {
       await applyStep(step, privateKey);
     } catch (e) {
-      throw new UserError(
+      throw new OperationError(
         `${what} failed at "${step.why}": ${errorMessage(e)} (running it again repairs)`,
-        1,
       );
     }
   }
@@ -138,9 +139,8 @@ export async function gatewayUp(
 function refuseWhileAgentRuns(ifname: string, what: string): void {
   const agent = readAgentReport(ifname);
   if (agent)
-    throw new UserError(
+    throw new OperationError(
       `${what}: the gateway agent (pid ${agent.pid}) is running and would bring ${ifname} back; stop it first (systemctl stop wg-egress-gateway)`,
-      1,
     );
 }
 
@@ -158,14 +158,13 @@ export async function gatewayDown(
   if (opts.purge && !opts.dryRun) {
     const procs = processesOfUid(p.uid);
     if (procs.length)
-      throw new UserError(
+      throw new OperationError(
         `gateway down --purge: ${procs.length} process(es) of uid ${p.uid} still run here (${procs
           .slice(0, 3)
           .map((x) => `${x.pid} ${x.cmd.slice(0, 60)}`)
           .join(
             "; ",
           )}); without the kill switch their connections would leave via the home line: stop them first (systemctl stop wg-egress-proxy), nothing was changed`,
-        1,
       );
   }
   const steps = planDown(p, await stateFor(p, !!opts.dryRun), {

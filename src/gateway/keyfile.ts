@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { UserError } from "../util/errors.js";
+import { UsageError, UserError } from "../util/errors.js";
 import { isWireGuardKey } from "../wireguard/keys.js";
 
 /** Reads and checks a private key file; `key` names the config key for the error message. */
@@ -9,17 +9,17 @@ export function readPrivateKeyFile(path: string, key = "gateway.privateKeyFile")
   let text: string;
   try {
     if (statSync(path).mode & 0o077)
-      throw new UserError(`${path} (${key}) is readable by other users: chmod 600 ${path}`);
+      throw new UsageError(`${path} (${key}) is readable by other users: chmod 600 ${path}`);
     text = readFileSync(path, "utf8").trim();
   } catch (e) {
     if (e instanceof UserError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(
+    throw new UsageError(
       `cannot read ${path} (${key}): ${code ?? e}; create it with: wg-egress keygen --out ${path}`,
     );
   }
   if (!isWireGuardKey(text))
-    throw new UserError(
+    throw new UsageError(
       `${path} (${key}) does not hold a WireGuard private key (44 characters of base64, as from wg genkey)`,
     );
   return text;

@@ -2,8 +2,8 @@ import ipaddr from "ipaddr.js";
 import type { GatewayConfig } from "../config/gateway-schema.js";
 import type { ProxyConfig } from "../config/proxy-schema.js";
 import type { InterfaceAddress } from "../policy/addresses.js";
-import { UserError } from "../util/errors.js";
-import { parseHostPort } from "../util/hostport.js";
+import { UsageError } from "../util/errors.js";
+import type { HostPort } from "../util/hostport.js";
 import type { WgInterface } from "../wireguard/dump.js";
 
 /**
@@ -47,7 +47,7 @@ export interface UpSpec extends DataPath {
   privateKeyFile: string;
   /** Derived from the private key by the caller; compared with the running interface. */
   publicKey: string;
-  peer: { publicKey: string; endpoint: string; persistentKeepalive: number; allowedIps: string[] };
+  peer: { publicKey: string; endpoint: HostPort; persistentKeepalive: number; allowedIps: string[] };
 }
 
 export function dataPathOf(gw: GatewayConfig, uid: number, clients: ClientSubnets = NO_CLIENTS): DataPath {
@@ -65,11 +65,11 @@ export function dataPathOf(gw: GatewayConfig, uid: number, clients: ClientSubnet
 /** Fails with one line naming the missing key (nothing is applied before this passes). */
 export function upSpecOf(gw: GatewayConfig, uid: number, publicKey: string, clients = NO_CLIENTS): UpSpec {
   if (!gw.peer.publicKey)
-    throw new UserError(
+    throw new UsageError(
       "gateway.peer.publicKey is missing: set it to the exit's public key (wg-egress pubkey)",
     );
   if (!gw.peer.endpoint)
-    throw new UserError("gateway.peer.endpoint is missing: set it to the exit's HOST:PORT");
+    throw new UsageError("gateway.peer.endpoint is missing: set it to the exit's HOST:PORT");
   return {
     ...dataPathOf(gw, uid, clients),
     implementation: gw.implementation,
@@ -114,15 +114,14 @@ export function clientSubnets(
   for (const c of proxy.allowClients) {
     const net = networkOf(c);
     if (net.endsWith("/0"))
-      throw new UserError(
+      throw new UsageError(
         `proxy.allowClients ${c}: the gateway keeps the proxy's traffic to its client subnets off the tunnel, and ${c} is every address; list the client subnets instead`,
       );
     all.add(net);
   }
   for (const l of proxy.listen) {
-    const hp = parseHostPort(l);
-    if (typeof hp === "string" || !ipaddr.isValid(hp.host)) continue;
-    const host = ipaddr.process(hp.host).toString();
+    if (!ipaddr.isValid(l.host)) continue;
+    const host = ipaddr.process(l.host).toString();
     for (const a of ifaces)
       if (ipaddr.isValid(a.address) && ipaddr.process(a.address).toString() === host)
         all.add(networkOf(a.cidr));

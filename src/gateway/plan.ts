@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
-import { UserError } from "../util/errors.js";
-import { formatHostPort, parseHostPort } from "../util/hostport.js";
+import { UsageError } from "../util/errors.js";
+import { formatHostPort, type HostPort, parseHostPort } from "../util/hostport.js";
 import type { WgInterface } from "../wireguard/dump.js";
 import type { DataPath, GatewayState, Step, UpSpec } from "./model.js";
 import { NFT_TABLE, nftCurrent, nftMissing, renderRuleset } from "./nft.js";
@@ -112,7 +112,7 @@ FwMark = off
 
 [Peer]
 PublicKey = ${spec.peer.publicKey}
-Endpoint = ${spec.peer.endpoint}
+Endpoint = ${formatHostPort(spec.peer.endpoint)}
 PersistentKeepalive = ${spec.peer.persistentKeepalive}
 AllowedIPs = ${spec.peer.allowedIps.join(", ")}
 `;
@@ -127,17 +127,20 @@ const sameSet = (a: string[], b: string[]) => {
   const y = b.map(normCidr).sort();
   return x.length === y.length && x.every((v, i) => v === y[i]);
 };
-const normEndpoint = (e: string) => {
-  const hp = parseHostPort(e);
-  return typeof hp === "string"
-    ? e
-    : formatHostPort({ host: ipaddr.parse(hp.host).toString(), port: hp.port });
+/** Is the endpoint wg reports (IP:PORT) the configured IP endpoint, whatever the IPv6 spelling? */
+const sameEndpoint = (live: string, want: HostPort) => {
+  const hp = parseHostPort(live);
+  return (
+    typeof hp !== "string" &&
+    hp.port === want.port &&
+    ipaddr.isValid(want.host) &&
+    ipaddr.parse(hp.host).toString() === ipaddr.parse(want.host).toString()
+  );
 };
 
-/** The endpoint's host when it is a name (wg resolved it once; the agent re-resolves it), else null. */
-export function endpointName(spec: UpSpec): { host: string; port: number } | null {
-  const hp = parseHostPort(spec.peer.endpoint);
-  return typeof hp !== "string" && isIP(hp.host) === 0 ? hp : null;
+/** The endpoint when its host is a name (wg resolved it once; the agent re-resolves it), else null. */
+export function endpointName(spec: UpSpec): HostPort | null {
+  return isIP(spec.peer.endpoint.host) === 0 ? spec.peer.endpoint : null;
 }
 
 /** Does the running WireGuard config equal the wanted one? (A hostname endpoint cannot be compared: wg resolved it.) */
@@ -150,8 +153,7 @@ export function wgMatches(spec: UpSpec, wg: WgInterface | null): boolean {
     p.publicKey === spec.peer.publicKey &&
     (p.persistentKeepalive ?? 0) === spec.peer.persistentKeepalive &&
     sameSet(p.allowedIps, spec.peer.allowedIps) &&
-    (endpointName(spec) !== null ||
-      (p.endpoint !== null && normEndpoint(p.endpoint) === normEndpoint(spec.peer.endpoint)))
+    (endpointName(spec) !== null || (p.endpoint !== null && sameEndpoint(p.endpoint, spec.peer.endpoint)))
   );
 }
 
@@ -160,7 +162,7 @@ export function planTunnel(spec: UpSpec, s: GatewayState): Step[] {
   const steps: Step[] = [];
   const table = String(spec.table);
   if (s.link && s.link.kind === "other")
-    throw new UserError(
+    throw new UsageError(
       `interface ${spec.ifname} exists and is not WireGuard: remove it or set gateway.interface`,
     );
   if (!s.link)

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import type { GatewayConfig } from "../config/gateway-schema.js";
-import { UserError } from "../util/errors.js";
+import { UsageError } from "../util/errors.js";
 
 /** The proxy's uid: gateway.proxyUser (a name, looked up in /etc/passwd) or gateway.proxyUid. */
 export function resolveProxyUid(gw: GatewayConfig, passwd = "/etc/passwd"): number {
@@ -9,7 +9,7 @@ export function resolveProxyUid(gw: GatewayConfig, passwd = "/etc/passwd"): numb
     .split("\n")
     .find((l) => l.split(":")[0] === gw.proxyUser);
   if (!line)
-    throw new UserError(
+    throw new UsageError(
       `unknown user "${gw.proxyUser}" (gateway.proxyUser): create it or set gateway.proxyUid`,
     );
   return Number(line.split(":")[2]);

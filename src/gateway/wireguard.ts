@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { basename } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { UserError } from "../util/errors.js";
+import { OperationError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { run } from "../util/run.js";
 
@@ -22,14 +22,13 @@ export async function createLink(
     const r = await run("ip", ["link", "add", "dev", ifname, "type", "wireguard"], { allowFail: true });
     if (r.code === 0) return "kernel";
     if (implementation === "kernel")
-      throw new UserError(
+      throw new OperationError(
         `kernel WireGuard is not available (${r.stderr.trim()}): set gateway.implementation to auto`,
-        1,
       );
     log.info({ ifname }, "no kernel WireGuard; using wireguard-go");
   }
   if (!existsSync("/dev/net/tun"))
-    throw new UserError("wireguard-go needs /dev/net/tun, which is missing", 1);
+    throw new OperationError("wireguard-go needs /dev/net/tun, which is missing");
   // wireguard-go creates the TUN device and its socket, then daemonizes: when it returns, both exist.
   await run("wireguard-go", [ifname]);
   return "userspace";

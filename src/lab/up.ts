@@ -4,7 +4,7 @@ import { stringify } from "yaml";
 import { parseConfig } from "../config/load.js";
 import { renderExitHost } from "../exit/host.js";
 import { writeFileAtomic } from "../secrets/atomic.js";
-import { OperationError, UserError } from "../util/errors.js";
+import { OperationError } from "../util/errors.js";
 import { run } from "../util/run.js";
 import { generatePrivateKey, publicKeyOf } from "../wireguard/keys.js";
 import { labDown } from "./down.js";
@@ -94,7 +94,7 @@ export async function waitFor(what: string, timeoutMs: number, check: () => Prom
   const deadline = Date.now() + timeoutMs;
   while (!(await check().catch(() => false))) {
     if (Date.now() > deadline)
-      throw new UserError(`lab: ${what} not ready after ${timeoutMs / 1000} s (logs in ${STATE_DIR})`, 1);
+      throw new OperationError(`lab: ${what} not ready after ${timeoutMs / 1000} s (logs in ${STATE_DIR})`);
     await sleep(200);
   }
 }
@@ -114,7 +114,7 @@ export async function probeConnect(port: number, dst: string, dstPort: number): 
 
 /** Builds the lab from scratch (whatever was there is removed first) and leaves it running. */
 export async function labUp(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new UserError("lab up creates network namespaces: run it as root", 1);
+  if (process.getuid?.() !== 0) throw new OperationError("lab up creates network namespaces: run it as root");
   await labDown();
   mkdirSync(STATE_DIR, { recursive: true });
   chmodSync(STATE_DIR, 0o755); // the proxy (uid 400) reads the config; keys stay 0600 root

@@ -5,7 +5,7 @@ import { ipCheckOk, observeIps } from "../doctor/ip-check.js";
 import { dataPathOfConfig } from "../gateway/apply.js";
 import { AGENT_STATES, type AgentReport, readAgentReport } from "../gateway/runtime.js";
 import { type GatewayStatus, observe, summarize } from "../gateway/status.js";
-import { type HostPort, parseHostPort } from "../util/hostport.js";
+import type { HostPort } from "../util/hostport.js";
 import { log } from "../util/log.js";
 import type { WgInterface } from "../wireguard/dump.js";
 import { serveMetrics } from "./http.js";
@@ -195,7 +195,7 @@ export async function gatewaySnapshot(
  * also stops the IP checks).
  */
 export async function startGatewayMetrics(config: Config, opts: GatewayMetricsOptions = {}): Promise<Server> {
-  const listen = opts.listen ?? (parseHostPort(config.gateway.metrics) as HostPort);
+  const listen = opts.listen ?? config.gateway.metrics;
   const ip = opts.ipCheck ? periodicIpCheck(config, opts.ipCheck.url, opts.ipCheck.intervalSeconds) : null;
   const snapshot = () => gatewaySnapshot(config, ip?.latest() ?? null);
   const registry = snapshotRegistry(GATEWAY_FAMILIES, async () =>

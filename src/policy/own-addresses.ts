@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { UserError } from "../util/errors.js";
+import { OperationError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { CidrSet } from "./addresses.js";
 
@@ -85,7 +85,7 @@ export class KernelOwnAddresses implements OwnAddressSource {
     return this.set === undefined || this.set.has(ip);
   }
 
-  /** Reads the tables (a UserError, exit 1, when they cannot be read) and keeps them fresh until stop(). */
+  /** Reads the tables (an OperationError when they cannot be read) and keeps them fresh until stop(). */
   async start(): Promise<void> {
     this.users++;
     if (this.users > 1) return;
@@ -93,9 +93,8 @@ export class KernelOwnAddresses implements OwnAddressSource {
       await this.refresh();
     } catch (err) {
       this.users--;
-      throw new UserError(
+      throw new OperationError(
         `cannot read the local routing table (${(err as Error).message}): the proxy needs /proc/net to know the gateway's own addresses`,
-        1,
       );
     }
     this.timer = setInterval(() => void this.poll(), this.pollMs).unref();

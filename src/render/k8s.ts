@@ -2,8 +2,8 @@ import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 import { stringify } from "yaml";
 import type { Config } from "../config/schema.js";
-import { UserError } from "../util/errors.js";
-import { formatHostPort, type HostPort, parseHostPort } from "../util/hostport.js";
+import { UsageError } from "../util/errors.js";
+import { formatHostPort, type HostPort } from "../util/hostport.js";
 import { alertGroups, GATEWAY_JOB } from "./alerts.js";
 import { renderGrafana } from "./grafana.js";
 
@@ -43,7 +43,7 @@ const kind = (host: string) => {
  */
 function scrapeTarget(listen: HostPort, gateway: string, key: string): string {
   if (isIP(listen.host) && kind(listen.host) === "loopback")
-    throw new UserError(
+    throw new UsageError(
       `${key} is ${formatHostPort(listen)} (loopback): Prometheus in the cluster cannot reach it, and nothing listens on ${formatHostPort({ host: gateway, port: listen.port })}; set ${key} to ${formatHostPort({ host: gateway, port: listen.port })} (or ${formatHostPort({ host: isIP(gateway) === 6 ? "::" : "0.0.0.0", port: listen.port })})`,
     );
   return formatHostPort(
@@ -53,11 +53,11 @@ function scrapeTarget(listen: HostPort, gateway: string, key: string): string {
 
 export function k8sObjects(config: Config, opts: K8sOptions): K8sResult {
   const warnings: string[] = [];
-  const listens = config.proxy.listen.map((l) => parseHostPort(l) as HostPort);
+  const listens = config.proxy.listen;
   const lan = listens.find((l) => isIP(l.host) && kind(l.host) === "routable");
   const address = opts.address ?? lan?.host;
   if (!address || !isIP(address))
-    throw new UserError(
+    throw new UsageError(
       `proxy.listen (${config.proxy.listen.join(", ")}) has no LAN address for the EndpointSlice: set proxy.listen to the gateway's LAN address (e.g. 10.1.0.1:1080) or pass --address`,
     );
   const port = lan?.port ?? listens[0].port;
@@ -98,7 +98,7 @@ export function k8sObjects(config: Config, opts: K8sOptions): K8sResult {
     },
     scrape(
       `${opts.name}-gateway`,
-      scrapeTarget(parseHostPort(config.gateway.metrics) as HostPort, address, "gateway.metrics"),
+      scrapeTarget(config.gateway.metrics, address, "gateway.metrics"),
       GATEWAY_JOB,
     ),
   ];
@@ -106,7 +106,7 @@ export function k8sObjects(config: Config, opts: K8sOptions): K8sResult {
     objects.push(
       scrape(
         `${opts.name}-proxy`,
-        scrapeTarget(parseHostPort(config.proxy.metrics) as HostPort, address, "proxy.metrics"),
+        scrapeTarget(config.proxy.metrics, address, "proxy.metrics"),
         "wg-egress-proxy",
       ),
     );

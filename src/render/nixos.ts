@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 import type { Config } from "../config/schema.js";
-import { parseHostPort } from "../util/hostport.js";
+import type { HostPort } from "../util/hostport.js";
 import { CONFIG, type Directives, EXEC, proxyUser, serviceSpecs } from "./services.js";
 
 /**
@@ -46,16 +46,12 @@ function unitAttrs(unit: Directives): string[] {
 const indent = (lines: string[], n: number) => lines.map((l) => `${" ".repeat(n)}${l}`).join("\n");
 
 /** The ports of listen addresses other hosts can reach (a loopback listener needs no open port). */
-function reachablePorts(listens: readonly string[]): number[] {
+function reachablePorts(listens: readonly HostPort[]): number[] {
   return [
     ...new Set(
-      listens
-        .map((l) => parseHostPort(l))
-        .flatMap((hp) =>
-          typeof hp === "string" || (isIP(hp.host) && ipaddr.process(hp.host).range() === "loopback")
-            ? []
-            : [hp.port],
-        ),
+      listens.flatMap((hp) =>
+        isIP(hp.host) && ipaddr.process(hp.host).range() === "loopback" ? [] : [hp.port],
+      ),
     ),
   ];
 }

@@ -1,5 +1,4 @@
 import type { Config } from "../config/schema.js";
-import { parseHostPort } from "../util/hostport.js";
 
 /**
  * The three services as data, rendered both as systemd units (systemd.ts) and as a NixOS module
@@ -60,10 +59,7 @@ export function proxyUser(config: Config): { name: string; uid: number } {
 
 export function serviceSpecs(config: Config): ServiceSpec[] {
   const cmd = (args: string) => `${EXEC} ${args} --config ${CONFIG}`;
-  const privilegedPort = config.proxy.listen.some((l) => {
-    const hp = parseHostPort(l);
-    return typeof hp !== "string" && hp.port < 1024;
-  });
+  const privilegedPort = config.proxy.listen.some((l) => l.port < 1024);
   const proxyCaps = privilegedPort ? "CAP_NET_BIND_SERVICE" : "";
   const user = proxyUser(config).name;
   return [

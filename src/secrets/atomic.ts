@@ -15,7 +15,7 @@ import {
   writeSync,
 } from "node:fs";
 import { basename, dirname, isAbsolute, join } from "node:path";
-import { UserError } from "../util/errors.js";
+import { OperationError, UsageError, UserError } from "../util/errors.js";
 
 /**
  * The one writer of config, key and secret files. Replaces `path` atomically: a temporary file next to the
@@ -50,7 +50,7 @@ export function writeTarget(path: string): string {
     const link = readlinkSync(p);
     p = isAbsolute(link) ? link : join(dirname(p), link);
   }
-  throw new UserError(`cannot write ${path}: too many levels of symbolic links`, 1);
+  throw new OperationError(`cannot write ${path}: too many levels of symbolic links`);
 }
 
 function failure(path: string, e: unknown): UserError {
@@ -62,7 +62,7 @@ function failure(path: string, e: unknown): UserError {
       : err.code === "EROFS"
         ? ": read-only file system"
         : `: ${err.code ?? err.message}`;
-  return new UserError(`cannot write ${path}${hint}`, 1);
+  return new OperationError(`cannot write ${path}${hint}`);
 }
 
 export function writeFileAtomic(
@@ -79,7 +79,7 @@ export function writeFileAtomic(
     existing = undefined;
   }
   if (existing && opts.exclusive)
-    throw new UserError(`${path} already exists: keep it, or pass --force to replace it`);
+    throw new UsageError(`${path} already exists: keep it, or pass --force to replace it`);
   const finalMode = mode ?? (existing ? existing.mode & 0o7777 : 0o600);
   const dir = dirname(target);
   const tmp = join(dir, `.${basename(target)}.${process.pid}.${Date.now().toString(36)}.tmp`);
@@ -103,7 +103,7 @@ export function writeFileAtomic(
     if (fd !== undefined) closeSync(fd);
     rmSync(tmp, { force: true });
     if ((e as NodeJS.ErrnoException).code === "EEXIST" && opts.exclusive)
-      throw new UserError(`${path} already exists: keep it, or pass --force to replace it`);
+      throw new UsageError(`${path} already exists: keep it, or pass --force to replace it`);
     throw failure(path, e);
   }
 }
@@ -116,9 +116,8 @@ function keepOwner(fd: number, st: Stats, path: string): void {
     const uid = process.geteuid?.();
     const gid = process.getegid?.();
     if (st.uid === uid && st.gid === gid) return;
-    throw new UserError(
+    throw new OperationError(
       `cannot keep the owner and group of ${path} (uid ${st.uid}, gid ${st.gid}) when replacing it as uid ${uid}: ${(e as NodeJS.ErrnoException).code}; run as root or as its owner`,
-      1,
     );
   }
 }

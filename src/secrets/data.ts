@@ -1,7 +1,7 @@
 import { parse, stringify } from "yaml";
 import { z } from "zod";
-import { hostPort, wgKey } from "../config/types.js";
-import { UserError } from "../util/errors.js";
+import { hostPortText, wgKey } from "../config/types.js";
+import { OperationError } from "../util/errors.js";
 import type { SecretField } from "./fields.js";
 
 /** What the encrypted store holds: both sides' WireGuard keys, the API token and the exit's endpoint. */
@@ -10,7 +10,7 @@ export const secretsDataSchema = z
     exit: z.object({ privateKey: wgKey }).strict(),
     gateway: z.object({ privateKey: wgKey }).strict(),
     hcloudToken: z.string().min(1).optional(),
-    endpoint: hostPort.optional(),
+    endpoint: hostPortText.optional(),
   })
   .strict();
 
@@ -30,9 +30,8 @@ export function parseSecretsYaml(text: string, source: string): unknown {
   try {
     return parse(text);
   } catch {
-    throw new UserError(
+    throw new OperationError(
       `${source}: decrypted content is not YAML; recreate it with wg-egress secrets init --force`,
-      1,
     );
   }
 }
@@ -42,7 +41,7 @@ export function validateSecrets(raw: unknown, source: string): SecretsData {
   const r = secretsDataSchema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0];
-    throw new UserError(`${source}: ${issue.path.map(String).join(".") || "(top)"}: ${issue.message}`, 1);
+    throw new OperationError(`${source}: ${issue.path.map(String).join(".") || "(top)"}: ${issue.message}`);
   }
   return r.data;
 }

@@ -4,7 +4,7 @@ import type { Config } from "../config/schema.js";
 import { setConfigValues } from "../exit/config-edit.js";
 import { renderExitHost } from "../exit/host.js";
 import { renderInstallScript, runOverSsh, type SshTarget, shellQuote } from "../exit/ssh-install.js";
-import { errorMessage, UserError } from "../util/errors.js";
+import { errorMessage, OperationError, UsageError } from "../util/errors.js";
 import { run } from "../util/run.js";
 import { parseWgDump, type WgInterface } from "../wireguard/dump.js";
 import { generatePrivateKey, publicKeyOf } from "../wireguard/keys.js";
@@ -171,9 +171,8 @@ async function store(ctx: Ctx, data: SecretsData, what: string, whereElse: strin
   try {
     await ctx.store.write(data);
   } catch (e) {
-    throw new UserError(
+    throw new OperationError(
       `${what} is done on both sides, but storing it in ${ctx.store.file} failed: ${errorMessage(e)}; the store still has the old key: keep ${whereElse}, it holds the only copy of the new one`,
-      1,
     );
   }
 }
@@ -197,24 +196,22 @@ async function preflight(ctx: Ctx, old: SecretsData): Promise<WgInterface | null
       timeoutMs: 60_000,
     });
   } catch (e) {
-    throw new UserError(`${errorMessage(e)}; nothing was rotated`, 1);
+    throw new OperationError(`${errorMessage(e)}; nothing was rotated`);
   }
   // The store must be writable now (the same keys, written again), or a rotation would end with keys
   // nobody kept.
   try {
     await ctx.store.write(old);
   } catch (e) {
-    throw new UserError(
+    throw new OperationError(
       `cannot write ${ctx.store.file}: ${errorMessage(e)}; nothing was rotated (fix the store first)`,
-      1,
     );
   }
   const live = await gatewayLive(ctx.gw.interface);
   if (live) {
     if (live.publicKey !== oldGwPub || !live.peers.some((p) => p.publicKey === oldExitPub))
-      throw new UserError(
+      throw new OperationError(
         `${ctx.gw.interface} runs key ${live.publicKey} with peer(s) ${live.peers.map((p) => p.publicKey).join(", ") || "none"}, not the store's keys (gateway ${oldGwPub}, exit ${oldExitPub}): run wg-egress gateway up first; nothing was rotated`,
-        1,
       );
   }
   ctx.out(
@@ -263,9 +260,8 @@ async function rotateGatewayKey(ctx: Ctx, old: SecretsData): Promise<SecretsData
         gw.privateKeyFile,
       );
       followKeys(ctx, { gatewayPub: pub });
-      throw new UserError(
+      throw new OperationError(
         `the exit and the gateway switched to the new gateway key ${pub} (stored), but the exit could not save it: ${errorMessage(e)}; finish with wg-egress exit install, then run secrets rotate again for the exit key`,
-        1,
       );
     }
     const left: string[] = [];
@@ -289,9 +285,8 @@ async function rotateGatewayKey(ctx: Ctx, old: SecretsData): Promise<SecretsData
         `the exit may still list the unused peer ${pub} (harmless; the next exit install removes it)`,
       );
     }
-    throw new UserError(
+    throw new OperationError(
       `gateway key rotation failed: ${errorMessage(local instanceof Error ? local : e)}; rolled back: both sides keep the old keys, the store is unchanged${left.length ? `; ${left.join("; ")}` : ""}`,
-      1,
     );
   }
   await switching;
@@ -315,7 +310,7 @@ async function rotateExitKey(ctx: Ctx, old: SecretsData, live: WgInterface): Pro
   const key = generatePrivateKey();
   const pub = publicKeyOf(key);
   const endpoint =
-    live.peers.find((p) => p.publicKey === oldPub)?.endpoint ?? gw.peer.endpoint ?? old.endpoint;
+    live.peers.find((p) => p.publicKey === oldPub)?.endpoint ?? gw.peer.endpoint?.toString() ?? old.endpoint;
   const install = (privateKey: string) =>
     renderInstallScript(exit, renderExitHost(exit, { privateKey, gatewayPublicKey: gwPub }), {
       dir: exit.ssh.dir,
@@ -340,9 +335,8 @@ async function rotateExitKey(ctx: Ctx, old: SecretsData, live: WgInterface): Pro
     if (!following) {
       // Did the exit switch before the connection failed? Ask it; follow if so.
       if ((await exitKeyNow(ctx)) !== pub)
-        throw new UserError(
+        throw new OperationError(
           `exit key rotation failed: ${errorMessage(e)}; the exit and the gateway keep the exit key ${oldPub} (the new gateway key is in place and stored): run secrets rotate again`,
-          1,
         );
       following = follow().catch((r: unknown) => r);
     }
@@ -383,9 +377,8 @@ async function rotateExitKey(ctx: Ctx, old: SecretsData, live: WgInterface): Pro
   } catch (r) {
     left.push(`the gateway could not go back (${errorMessage(r)}): run wg-egress gateway up`);
   }
-  throw new UserError(
+  throw new OperationError(
     `exit key rotation failed: ${why}; rolled back to the exit key ${oldPub} (the new gateway key is in place and stored)${left.length ? `; ${left.join("; ")}` : ""}`,
-    1,
   );
 }
 
@@ -415,9 +408,8 @@ async function rotateOffline(ctx: Ctx, old: SecretsData): Promise<void> {
     await runOverSsh(target, script, { what: "rotating the exit's keys", timeoutMs: 120_000 });
   } catch (e) {
     if ((await exitKeyNow(ctx)) !== exitPub)
-      throw new UserError(
+      throw new OperationError(
         `key rotation failed: ${errorMessage(e)}; the exit keeps the old keys, nothing else was changed`,
-        1,
       );
   }
   ctx.out(`1. exit ${target.target}: now ${exitPub}, gateway peer ${gwPub} (saved)`);
@@ -432,7 +424,7 @@ async function rotateOffline(ctx: Ctx, old: SecretsData): Promise<void> {
 export async function rotateKeys(o: RotateOptions): Promise<void> {
   const target = sshTargetOf(o.config);
   if (!target)
-    throw new UserError(
+    throw new UsageError(
       "secrets rotate needs a way to update the exit: set exit.ssh.target (USER@HOST; exit provision records it for a Hetzner exit with SSH keys); nothing was changed",
     );
   const ctx: Ctx = { ...o, target, gw: o.config.gateway, exit: o.config.exit };

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { armor, Decrypter, Encrypter } from "age-encryption";
 import { Document, parse, Scalar } from "yaml";
-import { UserError } from "../util/errors.js";
+import { OperationError } from "../util/errors.js";
 
 /**
  * SOPS files (getsops/sops, its YAML store) with age recipients, read and written natively: no sops
@@ -31,7 +31,7 @@ const ENC =
 type Leaf = string | number | boolean;
 type Tree = Map<unknown, unknown> | Record<string, unknown>;
 
-const fail = (source: string, what: string) => new UserError(`${source}: ${what}`, 1);
+const fail = (source: string, what: string) => new OperationError(`${source}: ${what}`);
 
 /** Which values sops encrypts: the one rule its metadata records (unencrypted_suffix by default). */
 interface Rules {
@@ -170,7 +170,7 @@ export async function encryptSops(
   recipients: readonly string[],
   now = new Date(),
 ): Promise<string> {
-  if (recipients.length === 0) throw new UserError("SOPS needs at least one age recipient", 1);
+  if (recipients.length === 0) throw new OperationError("SOPS needs at least one age recipient");
   const dataKey = randomBytes(32);
   const age = [];
   for (const recipient of recipients) {

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { armor, Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from "age-encryption";
 import type { SecretsConfig } from "../config/secrets-schema.js";
-import { UserError } from "../util/errors.js";
+import { OperationError, UsageError, UserError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { writeFileAtomic } from "./atomic.js";
 import {
@@ -29,13 +29,13 @@ function readPrivate(path: string, what: string): Buffer {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     // `secrets init` refuses an existing store: for a lost identity, only a backup or starting over helps.
-    throw new UserError(
+    throw new UsageError(
       what === "age identity" && code === "ENOENT"
         ? `the age identity ${path} is missing: restore it from your backup (the store cannot be decrypted without it), or start over with wg-egress secrets init --force (new keys for both sides; set the exit up again)`
         : `cannot read ${what} ${path}: ${code ?? e}; create it with wg-egress secrets init`,
     );
   }
-  if (st.mode & 0o077) throw new UserError(`${what} ${path} is readable by other users: chmod 600 ${path}`);
+  if (st.mode & 0o077) throw new UsageError(`${what} ${path} is readable by other users: chmod 600 ${path}`);
   return readFileSync(path);
 }
 
@@ -46,7 +46,7 @@ function identitiesOf(text: string, path: string): string[] {
     .map((l) => l.trim())
     .filter((l) => l.startsWith("AGE-SECRET-KEY-"));
   if (ids.length === 0)
-    throw new UserError(
+    throw new UsageError(
       `${path} holds no age identity (AGE-SECRET-KEY-1...): recreate it with wg-egress secrets init`,
     );
   return ids;
@@ -87,9 +87,8 @@ const AGE: Format = {
     else if (bytes.toString("utf8").trimStart().startsWith(AGE_ARMOR))
       ciphertext = armor.decode(bytes.toString("utf8"));
     else
-      throw new UserError(
+      throw new OperationError(
         `${file} is not an age file (binary or armored)${looksSops(bytes) ? ": it is a SOPS file, set secrets.backend: sops" : ""}`,
-        1,
       );
     const d = new Decrypter();
     for (const id of identities) d.addIdentity(id);
@@ -107,7 +106,7 @@ const SOPS: Format = {
   async decrypt(bytes, identities, file, identityFile) {
     const text = bytes.toString("utf8");
     if (text.trimStart().startsWith(AGE_ARMOR) || text.startsWith(AGE_BINARY))
-      throw new UserError(`${file} is an age file, not SOPS: set secrets.backend: age`, 1);
+      throw new OperationError(`${file} is an age file, not SOPS: set secrets.backend: age`);
     return decryptSops(text, identities, file, identityFile);
   },
   encrypt: (data, recipients) => encryptSops(secretsDataSchema.parse(data), recipients),
@@ -141,9 +140,8 @@ class FileStore implements SecretsStore {
       raw = await this.format.decrypt(bytes, identities, this.file, this.cfg.identityFile);
     } catch (e) {
       if (e instanceof UserError) throw e;
-      throw new UserError(
+      throw new OperationError(
         `cannot decrypt ${this.file} with ${this.cfg.identityFile}: ${(e as Error).message}`,
-        1,
       );
     }
     return validateSecrets(raw, this.file);
@@ -156,7 +154,7 @@ class FileStore implements SecretsStore {
       try {
         new Encrypter().addRecipient(r);
       } catch {
-        throw new UserError(`secrets.recipients: ${r} is not a valid age recipient (bad checksum?)`);
+        throw new UsageError(`secrets.recipients: ${r} is not a valid age recipient (bad checksum?)`);
       }
     return [...new Set([own, ...this.cfg.recipients])];
   }

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { ProxyMetrics } from "../metrics/proxy-metrics.js";
 import { canonicalIp } from "../policy/addresses.js";
 import { ownAddresses } from "../policy/own-addresses.js";
-import { errorMessage, UserError } from "../util/errors.js";
+import { errorMessage, OperationError } from "../util/errors.js";
 import { formatHostPort, type HostPort } from "../util/hostport.js";
 import { batchedLogger, type Logger } from "../util/log.js";
 import { Connection, type ConnectionHost, isFdExhaustion } from "./connection.js";
@@ -154,7 +154,7 @@ export class ProxyServer implements ConnectionHost {
       await new Promise<void>((resolve, reject) => {
         server.once("error", (e: NodeJS.ErrnoException) => {
           for (const s of this.servers) s.close();
-          reject(new UserError(listenFix(e.code, formatHostPort(at)), 1));
+          reject(new OperationError(listenFix(e.code, formatHostPort(at))));
         });
         server.listen({ host: at.host, port: at.port, backlog: 4096 }, resolve);
       });

@@ -2,8 +2,8 @@ import type { ProxyConfig } from "../config/proxy-schema.js";
 import { ClientPolicy, defaultClientCidrs } from "../policy/clients.js";
 import { DestinationPolicy } from "../policy/destination.js";
 import { DestinationResolver } from "../policy/resolve.js";
-import { UserError } from "../util/errors.js";
-import { type HostPort, parseHostPort } from "../util/hostport.js";
+import { UsageError } from "../util/errors.js";
+import type { HostPort } from "../util/hostport.js";
 import { readUsersFile, UserStore } from "./users.js";
 
 /**
@@ -44,18 +44,18 @@ const ms = (seconds: number) => Math.round(seconds * 1000);
 function authOf(cfg: ProxyConfig): { users: UserStore; requireAuth: boolean; openOnPurpose: boolean } {
   const fromFile = cfg.usersFile ? readUsersFile(cfg.usersFile) : [];
   if (cfg.usersFile && fromFile.length === 0) {
-    throw new UserError(
+    throw new UsageError(
       `users file ${cfg.usersFile} has no users: add name:password lines, or remove proxy.usersFile (proxy.auth: none for open access)`,
     );
   }
   const users = [...cfg.users, ...fromFile];
   if (cfg.auth === "none" && users.length > 0) {
-    throw new UserError(
+    throw new UsageError(
       "proxy.auth is none but users are configured (proxy.users / proxy.usersFile): remove them, or remove proxy.auth",
     );
   }
   if (cfg.auth === "password" && users.length === 0) {
-    throw new UserError(
+    throw new UsageError(
       "proxy.auth is password but no users are configured: set proxy.users or proxy.usersFile",
     );
   }
@@ -64,7 +64,7 @@ function authOf(cfg: ProxyConfig): { users: UserStore; requireAuth: boolean; ope
 
 /** Reads the users file too; throws a UserError on a bad one. */
 export function buildSettings(cfg: ProxyConfig): ProxySettings {
-  const listen = cfg.listen.map((l) => parseHostPort(l) as HostPort);
+  const listen = cfg.listen;
   const clients = new ClientPolicy(
     cfg.allowClients.length > 0 ? cfg.allowClients : defaultClientCidrs(listen),
   );

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { UserError } from "../util/errors.js";
+import { UsageError } from "../util/errors.js";
 
 export interface User {
   name: string;
@@ -27,7 +27,7 @@ export function parseUsersFile(text: string, file: string): User[] {
           : Buffer.byteLength(name) > 255 || Buffer.byteLength(password) > 255
             ? "name and password are limited to 255 bytes (RFC 1929)"
             : undefined;
-    if (bad) throw new UserError(`${file}:${i + 1}: ${bad}`);
+    if (bad) throw new UsageError(`${file}:${i + 1}: ${bad}`);
     users.push({ name, password });
   });
   return users;
@@ -38,7 +38,7 @@ export function readUsersFile(file: string): User[] {
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
-    throw new UserError(`cannot read users file ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    throw new UsageError(`cannot read users file ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
   return parseUsersFile(text, file);
 }

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { UserError } from "./errors.js";
+import { OperationError } from "./errors.js";
 import { log } from "./log.js";
 
 export interface RunOptions {
@@ -73,7 +73,7 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
       clearTimeout(timer);
       if (e.code === "ENOENT") {
         const pkg = PACKAGE_OF[cmd];
-        reject(new UserError(`command "${cmd}" not found${pkg ? `: install the ${pkg} package` : ""}`, 1));
+        reject(new OperationError(`command "${cmd}" not found${pkg ? `: install the ${pkg} package` : ""}`));
       } else reject(e);
     });
     child.on("close", (code, signal) => {

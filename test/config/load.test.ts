@@ -20,7 +20,7 @@ function errorOf(fn: () => unknown): UserError {
 
 test("an empty config gives the embedded defaults", () => {
   const c = parseConfig({});
-  assert.deepEqual(c.proxy.listen, ["127.0.0.1:1080"]);
+  assert.deepEqual(c.proxy.listen.map(String), ["127.0.0.1:1080"]);
   assert.equal(c.gateway.interface, "wg-egress");
   assert.equal(c.gateway.fwmark, 0xca6c);
   assert.equal(c.gateway.table, 51820);
@@ -85,7 +85,7 @@ test("YAML files: flags override keys; a missing explicit file and broken YAML a
   const file = join(dir, "config.yaml");
   writeFileSync(file, "proxy:\n  listen: ['10.1.0.1:1080']\n  handshakeTimeoutSeconds: 3\n");
   const c = loadConfig(file, { "proxy.listen": ["127.0.0.1:1999"] });
-  assert.deepEqual(c.proxy.listen, ["127.0.0.1:1999"]);
+  assert.deepEqual(c.proxy.listen.map(String), ["127.0.0.1:1999"]);
   assert.equal(c.proxy.handshakeTimeoutSeconds, 3);
   assert.match(
     errorOf(() => loadConfig(join(dir, "nope.yaml"))).message,
@@ -134,9 +134,9 @@ test("proxy: IPv4-mapped IPv6 rules are refused (they could never match); :PORT 
   assert.deepEqual(parseConfig({ proxy: { destinations: { allow: ["::/0"] } } }).proxy.destinations.allow, [
     "::/0",
   ]);
-  assert.equal(parseConfig({ proxy: { metrics: ":9587" } }).proxy.metrics, "127.0.0.1:9587");
-  assert.equal(parseConfig({ proxy: { metrics: "9587" } }).proxy.metrics, "127.0.0.1:9587");
-  assert.equal(parseConfig({ proxy: { metrics: "0.0.0.0:9587" } }).proxy.metrics, "0.0.0.0:9587");
+  assert.equal(String(parseConfig({ proxy: { metrics: ":9587" } }).proxy.metrics), "127.0.0.1:9587");
+  assert.equal(String(parseConfig({ proxy: { metrics: "9587" } }).proxy.metrics), "127.0.0.1:9587");
+  assert.equal(String(parseConfig({ proxy: { metrics: "0.0.0.0:9587" } }).proxy.metrics), "0.0.0.0:9587");
   assert.equal(parseConfig({}).proxy.limits.relayBufferMiB, 32);
   assert.match(errorOf(() => parseConfig({ proxy: { auth: "maybe" } })).message, /proxy\.auth/);
 });

@@ -53,7 +53,7 @@ test("wireguard-go sockets are host-wide: distinct interface names, valid length
 test("the lab config is a valid wg-egress config and feeds the same exit renderer", () => {
   const c = parseConfig(labConfig(keys));
   assert.equal(c.gateway.interface, GW_IF);
-  assert.equal(c.gateway.peer.endpoint, `${ADDR.exitPublic}:51820`);
+  assert.equal(String(c.gateway.peer.endpoint), `${ADDR.exitPublic}:51820`);
   assert.equal(c.gateway.proxyUid, 400);
   assert.equal(c.exit.gatewayPublicKey, keys.gatewayPublic);
   const exit = renderExitHost(c.exit, { privateKey: generatePrivateKey() });

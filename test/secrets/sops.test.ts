@@ -210,7 +210,7 @@ test("sops: the wrong identity gets one line naming the file's recipients", asyn
   await assert.rejects(
     store.read(),
     new RegExp(
-      `^UserError: .*secrets\\.sops\\.yaml: none of its age recipients \\(${recipient}\\) is an identity in .*age\\.key$`,
+      `^OperationError: .*secrets\\.sops\\.yaml: none of its age recipients \\(${recipient}\\) is an identity in .*age\\.key$`,
     ),
   );
 });
@@ -224,7 +224,7 @@ test("sops: key groups (Shamir) and files with no age recipient are refused with
   );
   await assert.rejects(
     decryptSops(grouped, [ours.id], "f.yaml", "id"),
-    /^UserError: f\.yaml: sops key_groups \(Shamir secret sharing\) are not supported/,
+    /^OperationError: f\.yaml: sops key_groups \(Shamir secret sharing\) are not supported/,
   );
   const pgpOnly = (await sopsFile([], body)).replace(
     "  pgp: []",

@@ -21,7 +21,7 @@ import type { Server } from "../../exit/providers/hetzner/types.js";
 import { renderInstallScript, runOverSsh } from "../../exit/ssh-install.js";
 import { sshTargetOf } from "../../secrets/rotate.js";
 import { openSecretsStore } from "../../secrets/store.js";
-import { UserError } from "../../util/errors.js";
+import { OperationError, UsageError } from "../../util/errors.js";
 import { parseHostPort } from "../../util/hostport.js";
 import { publicKeyOf } from "../../wireguard/keys.js";
 import type { Invocation } from "../command.js";
@@ -108,7 +108,7 @@ async function forgetExit(config: Config, file: string, server: Server): Promise
     return typeof hp === "object" ? hp.host : undefined;
   };
   const values: Record<string, null> = {};
-  if (hostOf(config.gateway.peer.endpoint) === ip) values["gateway.peer.endpoint"] = null;
+  if (config.gateway.peer.endpoint?.host === ip) values["gateway.peer.endpoint"] = null;
   if (config.exit.ssh.target?.split("@").pop() === ip) values["exit.ssh.target"] = null;
   const changed = Object.keys(values).length ? setConfigValues(file, values) : [];
   if (changed.length) print(`removed from ${file}: ${changed.join(", ")} (pointed at the deleted ${ip})`);
@@ -147,7 +147,7 @@ async function confirmOnTty(what: string): Promise<boolean> {
 
 export async function render({ opts: o, config: load }: Run): Promise<void> {
   if (o.format !== "cloud-init" && o.format !== "script")
-    throw new UserError(`--format ${o.format}: expected cloud-init or script`);
+    throw new UsageError(`--format ${o.format}: expected cloud-init or script`);
   const config = await load();
   const host = renderExitHost(config.exit, await exitKeysFromStore(config));
   const e = config.exit;
@@ -161,7 +161,7 @@ export async function render({ opts: o, config: load }: Run): Promise<void> {
 export async function install({ config: load }: Run): Promise<void> {
   const config = await load();
   const target = sshTargetOf(config);
-  if (!target) throw new UserError("where to? pass --ssh root@HOST (or set exit.ssh.target)");
+  if (!target) throw new UsageError("where to? pass --ssh root@HOST (or set exit.ssh.target)");
   const host = renderExitHost(config.exit, await exitKeysFromStore(config));
   const script = renderInstallScript(config.exit, host, {
     dir: config.exit.ssh.dir,
@@ -173,7 +173,7 @@ export async function install({ config: load }: Run): Promise<void> {
 export async function check({ opts: o, config: load, configFile }: Run): Promise<void> {
   const config = await load();
   const target = sshTargetOf(config);
-  if (!target) throw new UserError("which exit? pass --ssh root@HOST (or set exit.ssh.target)");
+  if (!target) throw new UsageError("which exit? pass --ssh root@HOST (or set exit.ssh.target)");
   const results = await checkExit(config.exit, target, {
     ...(await expectedKeys(config)),
     resolveName: o.resolve ?? "deb.debian.org",
@@ -211,7 +211,7 @@ export async function setEndpoint({ args: [endpoint], config: load, configFile }
   // The argument is checked as an argument, not blamed on the config file it is going into.
   const hp = endpoint === undefined ? undefined : parseHostPort(endpoint);
   if (typeof hp === "string" || hp?.port === 0 || hp?.host === "0.0.0.0")
-    throw new UserError(
+    throw new UsageError(
       `set-endpoint ${JSON.stringify(endpoint)}: ${typeof hp === "string" ? hp : "expected the exit's address and port"}, e.g. 203.0.113.10:51820`,
     );
   const config = await load();
@@ -220,9 +220,8 @@ export async function setEndpoint({ args: [endpoint], config: load, configFile }
     const ctx = await hetzner(config);
     const server = await findServer(ctx);
     if (!server)
-      throw new UserError(
+      throw new OperationError(
         "no exit server found: pass the endpoint (HOST:PORT) or run wg-egress exit provision",
-        1,
       );
     ep = endpointOf(server, config.exit.listenPort);
   }
@@ -245,7 +244,7 @@ export async function updateHomeIpRule({ opts: o, config: load }: Run): Promise<
 
 export async function deprovisionExit({ opts: o, config: load, configFile }: Run): Promise<void> {
   if (!o.yes && !process.stdin.isTTY)
-    throw new UserError("refusing to delete without confirmation: pass --yes (stdin is not a terminal)");
+    throw new UsageError("refusing to delete without confirmation: pass --yes (stdin is not a terminal)");
   const config = await load();
   const r = await deprovision(await hetzner(config), async (what) => o.yes || confirmOnTty(what));
   if (r.server) await forgetExit(config, configFile, r.server);

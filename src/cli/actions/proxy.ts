@@ -5,8 +5,8 @@ import { createProxyMetrics } from "../../metrics/proxy-metrics.js";
 import { fdsNeeded, readFdLimit } from "../../socks/fd-limit.js";
 import { ProxyServer } from "../../socks/server.js";
 import { buildSettings, type ProxySettings, reloadRefusal } from "../../socks/settings.js";
-import { errorMessage, UserError } from "../../util/errors.js";
-import { formatHostPort, type HostPort, parseHostPort } from "../../util/hostport.js";
+import { errorMessage, OperationError, UsageError } from "../../util/errors.js";
+import { formatHostPort } from "../../util/hostport.js";
 import { log } from "../../util/log.js";
 import type { Invocation } from "../command.js";
 import { configFrom } from "../common.js";
@@ -77,7 +77,7 @@ export async function runProxy({ source }: Invocation<unknown>): Promise<void> {
   await server.listen();
   const metricsServer = cfg.proxy.metrics
     ? await serveMetrics(
-        parseHostPort(cfg.proxy.metrics) as HostPort,
+        cfg.proxy.metrics,
         metrics.registry,
         () => ({
           ok: !server.isDraining,
@@ -87,7 +87,7 @@ export async function runProxy({ source }: Invocation<unknown>): Promise<void> {
         { allow: (ip) => server.settings.metricsClients.allows(ip) },
       ).catch(async (e) => {
         await server.shutdown(0);
-        throw new UserError(errorMessage(e), 1);
+        throw new OperationError(errorMessage(e));
       })
     : undefined;
   const metricsAt = metricsServer?.address();
@@ -104,7 +104,7 @@ export async function runProxy({ source }: Invocation<unknown>): Promise<void> {
     try {
       const { cfg: nextCfg, settings: next } = load();
       const refusal = reloadRefusal(server.settings, next);
-      if (refusal) throw new UserError(refusal);
+      if (refusal) throw new UsageError(refusal);
       if (listenKey(next) !== listenKey(server.settings)) {
         log.warn("proxy.listen changed: the new listen addresses take effect after a restart");
       }

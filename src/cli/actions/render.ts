@@ -6,7 +6,7 @@ import { renderGrafana } from "../../render/grafana.js";
 import { renderK8s } from "../../render/k8s.js";
 import { renderNixos } from "../../render/nixos.js";
 import { renderSystemd } from "../../render/systemd.js";
-import { UserError } from "../../util/errors.js";
+import { UsageError } from "../../util/errors.js";
 import type { Invocation } from "../command.js";
 
 export interface RenderOpts {
@@ -27,7 +27,7 @@ function labels(pairs: string[] = []): Record<string, string> {
   return Object.fromEntries(
     pairs.map((p) => {
       const i = p.indexOf("=");
-      if (i < 1) throw new UserError(`--label: expected KEY=VALUE, got "${p}"`);
+      if (i < 1) throw new UsageError(`--label: expected KEY=VALUE, got "${p}"`);
       return [p.slice(0, i), p.slice(i + 1)];
     }),
   );

@@ -5,7 +5,7 @@ import { secretField } from "../../secrets/data.js";
 import { SECRET_FIELDS, type SecretField } from "../../secrets/fields.js";
 import { rotateKeys } from "../../secrets/rotate.js";
 import { createAgeIdentity, openSecretsStore } from "../../secrets/store.js";
-import { UserError } from "../../util/errors.js";
+import { OperationError, UsageError } from "../../util/errors.js";
 import { generatePrivateKey, publicKeyOf } from "../../wireguard/keys.js";
 import type { Invocation } from "../command.js";
 
@@ -31,7 +31,7 @@ async function readStdin(): Promise<string> {
 /** The token for init/set-token: stdin with --token-stdin, else HCLOUD_TOKEN. */
 async function tokenInput(o: SecretsOpts): Promise<string | undefined> {
   const token = o.tokenStdin ? await readStdin() : process.env.HCLOUD_TOKEN?.trim();
-  if (o.tokenStdin && !token) throw new UserError("--token-stdin: stdin was empty");
+  if (o.tokenStdin && !token) throw new UsageError("--token-stdin: stdin was empty");
   return token || undefined;
 }
 
@@ -55,7 +55,7 @@ async function existingStore(load: Run["config"]) {
   const config = await load();
   const store = openSecretsStore(config.secrets);
   if (!store.exists())
-    throw new UserError(`no secrets store at ${store.file}: create it with wg-egress secrets init`);
+    throw new UsageError(`no secrets store at ${store.file}: create it with wg-egress secrets init`);
   return { config, store };
 }
 
@@ -63,13 +63,13 @@ export async function init({ opts: o, config: load, configFile }: Run): Promise<
   const config = await load();
   const store = openSecretsStore(config.secrets);
   if (store.exists() && !o.force)
-    throw new UserError(
+    throw new UsageError(
       `${store.file} already exists: keep it (to store the API token: wg-egress secrets set-token --token-stdin), or pass --force to replace it and every key in it`,
     );
   // The gateway reads its key from this file; checked first so nothing is half-created.
   const keyFile = o.gatewayKey === false ? undefined : config.gateway.privateKeyFile;
   if (keyFile && existsSync(keyFile) && !o.force)
-    throw new UserError(
+    throw new UsageError(
       `${keyFile} (gateway.privateKeyFile) already exists: pass --force to replace it, --gateway-key FILE to write another, or --no-gateway-key`,
     );
   const token = await tokenInput(o);
@@ -99,7 +99,7 @@ export async function init({ opts: o, config: load, configFile }: Run): Promise<
 export async function setToken({ opts: o, config: load }: Run): Promise<void> {
   const { store } = await existingStore(load);
   const token = await tokenInput(o);
-  if (!token) throw new UserError("no token given: pass --token-stdin (token on stdin) or set HCLOUD_TOKEN");
+  if (!token) throw new UsageError("no token given: pass --token-stdin (token on stdin) or set HCLOUD_TOKEN");
   const data = await store.read();
   if (data.hcloudToken === token) print(`${store.file} already holds this token`);
   else {
@@ -113,9 +113,9 @@ export async function show({ opts: o, config: load }: Run): Promise<void> {
   const data = await store.read();
   if (o.reveal) {
     if (!SECRET_FIELDS.includes(o.reveal as SecretField))
-      throw new UserError(`--reveal ${o.reveal}: expected one of ${SECRET_FIELDS.join(", ")}`);
+      throw new UsageError(`--reveal ${o.reveal}: expected one of ${SECRET_FIELDS.join(", ")}`);
     const value = secretField(data, o.reveal as SecretField);
-    if (value === undefined) throw new UserError(`${o.reveal} is not set in ${store.file}`, 1);
+    if (value === undefined) throw new OperationError(`${o.reveal} is not set in ${store.file}`);
     print(value);
     return;
   }

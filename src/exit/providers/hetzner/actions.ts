@@ -1,4 +1,4 @@
-import { UserError } from "../../../util/errors.js";
+import { OperationError } from "../../../util/errors.js";
 import type { Progress } from "../../progress.js";
 import type { HetznerClient } from "./client.js";
 import type { Action } from "./types.js";
@@ -30,17 +30,15 @@ export async function waitForActions(
     while (action.status === "running") {
       progress.update(label, action.progress);
       if (Date.now() > deadline)
-        throw new UserError(
+        throw new OperationError(
           `${label} (action ${action.id}) still running after the timeout; check the Hetzner Console`,
-          1,
         );
       await new Promise((r) => setTimeout(r, intervalMs));
       action = await client.getAction(action.id);
     }
     if (action.status === "error")
-      throw new UserError(
+      throw new OperationError(
         `${label} failed: ${action.error?.code ?? "error"}: ${action.error?.message ?? "no details"}`,
-        1,
       );
     progress.update(label, 100);
     progress.end();

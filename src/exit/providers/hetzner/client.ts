@@ -1,4 +1,4 @@
-import { UserError } from "../../../util/errors.js";
+import { OperationError, UsageError, UserError } from "../../../util/errors.js";
 import { log } from "../../../util/log.js";
 import type {
   Action,
@@ -107,7 +107,7 @@ function checkEndpoint(endpoint: string): string {
     url = undefined;
   }
   if (!url || (url.protocol !== "https:" && url.protocol !== "http:"))
-    throw new UserError(
+    throw new UsageError(
       `HCLOUD_ENDPOINT ${JSON.stringify(endpoint)} is not an http(s) URL: use the form ${DEFAULT_ENDPOINT} (with the scheme), or unset it for Hetzner's API`,
     );
   return endpoint.replace(/\/+$/, "");
@@ -170,9 +170,8 @@ export class HetznerClient {
       } catch (e) {
         const err = e as Error & { cause?: { code?: string; message?: string } };
         const cause = err.cause?.code ?? err.cause?.message ?? err.message;
-        throw new UserError(
+        throw new OperationError(
           `cannot reach the Hetzner API at ${this.endpoint} (${what}): ${cause}; check HCLOUD_ENDPOINT and the network`,
-          1,
         );
       }
       log.debug(

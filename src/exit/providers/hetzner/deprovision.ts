@@ -1,4 +1,4 @@
-import { UserError } from "../../../util/errors.js";
+import { OperationError } from "../../../util/errors.js";
 import { deleteFirewall, deleteServer, findFirewall, findServer, type HetznerContext } from "./resources.js";
 import type { Server } from "./types.js";
 
@@ -23,7 +23,7 @@ export async function deprovision(
   ]
     .filter(Boolean)
     .join(" and ");
-  if (!(await confirm(what))) throw new UserError("not confirmed: nothing deleted", 1);
+  if (!(await confirm(what))) throw new OperationError("not confirmed: nothing deleted");
   if (server) {
     await deleteServer(ctx, server);
     ctx.out(`deleted server ${server.name}`);

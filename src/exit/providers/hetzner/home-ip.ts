@@ -1,4 +1,4 @@
-import { UserError } from "../../../util/errors.js";
+import { OperationError } from "../../../util/errors.js";
 import { waitForActions } from "./actions.js";
 import { asCidr, firewallRules, sameRules, sshSourcesOf } from "./plan.js";
 import { findFirewall, type HetznerContext } from "./resources.js";
@@ -10,9 +10,8 @@ export async function updateHomeIp(
 ): Promise<{ changed: boolean; before: string[]; after: string[] }> {
   const fw = await findFirewall(ctx);
   if (!fw)
-    throw new UserError(
+    throw new OperationError(
       `no firewall ${ctx.exit.hetzner.firewallName}: run wg-egress exit provision first`,
-      1,
     );
   const rules = firewallRules(sources, ctx.exit.listenPort);
   const before = sshSourcesOf(fw);

@@ -1,5 +1,5 @@
 import ipaddr from "ipaddr.js";
-import { UserError } from "../../../util/errors.js";
+import { UsageError, UserError } from "../../../util/errors.js";
 import type { Firewall, FirewallRule, Pricing, ServerType } from "./types.js";
 
 /** Pure decisions for the Hetzner exit: firewall rules, price lookup, what a server/firewall looks like. */
@@ -63,7 +63,7 @@ export function checkHomeSource(source: string, what: string, exitCode = 2): str
 /** Inbound: WireGuard from anywhere (it is authenticated), SSH only from `sshSources` (the home IP). */
 export function firewallRules(sshSources: string[], listenPort: number): FirewallRule[] {
   if (!sshSources.length)
-    throw new UserError("no SSH source for the exit firewall: set exit.sshAllowFrom or exit.homeIpUrls");
+    throw new UsageError("no SSH source for the exit firewall: set exit.sshAllowFrom or exit.homeIpUrls");
   return [
     {
       direction: "in",
@@ -140,7 +140,7 @@ export function monthlyCost(type: ServerType, location: string, pricing: Pricing
   const p = type.prices.find((x) => x.location === location);
   if (!p) {
     const where = type.prices.map((x) => x.location).sort();
-    throw new UserError(
+    throw new UsageError(
       `server type ${type.name} is not available in location ${location}; locations that have it: ${where.join(", ") || "none"} (set exit.hetzner.location)`,
     );
   }

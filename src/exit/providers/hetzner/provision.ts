@@ -1,5 +1,5 @@
 import type { ExitConfig } from "../../../config/exit-schema.js";
-import { errorMessage, UserError } from "../../../util/errors.js";
+import { errorMessage, OperationError, UsageError } from "../../../util/errors.js";
 import { waitForActions } from "./actions.js";
 import { HetznerApiError } from "./client.js";
 import { firewallRules, type MonthlyCost, monthlyCost, sameRules } from "./plan.js";
@@ -23,13 +23,13 @@ export async function serverTypeCost(
 ): Promise<{ type: ServerType; cost: MonthlyCost }> {
   const locations = await ctx.client.listLocations();
   if (!locations.some((l) => l.name === location))
-    throw new UserError(
+    throw new UsageError(
       `unknown location ${location} (exit.hetzner.location); available: ${locations.map((l) => l.name).join(", ")}`,
     );
   const [type] = await ctx.client.listServerTypes({ name });
   if (!type) {
     const known = (await ctx.client.listServerTypes()).filter((t) => !t.deprecated).map((t) => t.name);
-    throw new UserError(
+    throw new UsageError(
       `unknown server type ${name} (exit.hetzner.serverType); available: ${known.join(", ")}`,
     );
   }
@@ -39,7 +39,7 @@ export async function serverTypeCost(
 /** An exit nobody can log into cannot be checked, repaired or rotated: refused unless asked for. */
 export function checkLogin(exit: ExitConfig): void {
   if (exit.noSsh || exit.hetzner.sshKeyNames.length || exit.sshAuthorizedKeys.length) return;
-  throw new UserError(
+  throw new UsageError(
     "refusing to create an exit nobody can log into: set exit.hetzner.sshKeyNames (SSH keys in your Hetzner project) or exit.sshAuthorizedKeys (public key lines), or exit.noSsh: true if it needs no SSH (then secrets rotate and exit check cannot reach it)",
   );
 }
@@ -48,7 +48,7 @@ export function checkLogin(exit: ExitConfig): void {
 async function checkSshKeys(ctx: HetznerContext): Promise<void> {
   for (const name of ctx.exit.hetzner.sshKeyNames)
     if (!(await ctx.client.listSshKeys({ name })).length)
-      throw new UserError(
+      throw new UsageError(
         `SSH key "${name}" (exit.hetzner.sshKeyNames) is not in the Hetzner project: add it in the Console or fix the name`,
       );
 }
@@ -87,7 +87,7 @@ async function rollback(ctx: HetznerContext, created: Created, cause: string): P
   const kept = left.length
     ? `; left behind: ${left.join(" and ")}: delete with wg-egress exit deprovision --yes, then provision again`
     : "";
-  throw new UserError(`${cause}${undone}${kept}`, 1);
+  throw new OperationError(`${cause}${undone}${kept}`);
 }
 
 /** Creates the firewall, or brings an existing one (ours) to the wanted rules. */
@@ -118,9 +118,8 @@ async function ensureFirewall(
 export function endpointOf(server: Server, listenPort: number): string {
   const ip = server.public_net.ipv4?.ip;
   if (!ip)
-    throw new UserError(
+    throw new OperationError(
       `server ${server.name} has no public IPv4 address; the gateway needs one to reach it`,
-      1,
     );
   return `${ip}:${listenPort}`;
 }
@@ -203,7 +202,7 @@ async function existingServer(ctx: HetznerContext, existing: Server, firewall: F
     );
   const server = await ctx.client.getServer(existing.id);
   const trouble = await serverTrouble(ctx, server);
-  if (trouble) throw new UserError(trouble, 1);
+  if (trouble) throw new OperationError(trouble);
   if (!server.public_net.firewalls.some((f) => f.id === firewall.id)) {
     await waitForActions(
       ctx.client,
@@ -240,9 +239,8 @@ export async function provision(
   try {
     server = await ensureReverseDns(ctx, server);
   } catch (e) {
-    throw new UserError(
+    throw new OperationError(
       `server ${server.name} is ${existing ? "there" : "created"}, but setting its reverse DNS failed: ${errorMessage(e)}; run provision again to retry`,
-      1,
     );
   }
   server = await ctx.client.getServer(server.id);

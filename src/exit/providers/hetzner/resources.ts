@@ -1,5 +1,5 @@
 import type { ExitConfig } from "../../../config/exit-schema.js";
-import { UserError } from "../../../util/errors.js";
+import { OperationError, UsageError } from "../../../util/errors.js";
 import type { Progress } from "../../progress.js";
 import { pollIntervalMs, waitForActions } from "./actions.js";
 import { HetznerApiError, type HetznerClient, hasLabels, labelSelector } from "./client.js";
@@ -15,7 +15,7 @@ export interface HetznerContext {
 }
 
 function refuse(kind: string, name: string, labels: Record<string, string>): never {
-  throw new UserError(
+  throw new UsageError(
     `${kind} "${name}" exists but lacks the label ${labelSelector(labels)}: wg-egress does not touch resources it did not create; choose another name in exit.hetzner or label it in the Console`,
   );
 }
@@ -55,9 +55,8 @@ export async function deleteFirewall(ctx: HetznerContext, fw: Firewall): Promise
       const inUse = e instanceof HetznerApiError && e.code === "resource_in_use";
       if (!inUse) throw e;
       if (i >= FIREWALL_DELETE_TRIES)
-        throw new UserError(
+        throw new OperationError(
           `firewall ${fw.name} is still applied to other resources: remove it from them first, then run deprovision again`,
-          1,
         );
       await new Promise((r) => setTimeout(r, pollIntervalMs()));
     }

@@ -1,6 +1,6 @@
 import type { SecretsConfig } from "../../../config/secrets-schema.js";
 import { openSecretsStore } from "../../../secrets/store.js";
-import { UserError } from "../../../util/errors.js";
+import { UsageError } from "../../../util/errors.js";
 
 export interface Token {
   token: string;
@@ -15,7 +15,7 @@ export async function hcloudToken(cfg: SecretsConfig): Promise<Token> {
   const store = openSecretsStore(cfg);
   const token = store.exists() ? (await store.read()).hcloudToken : undefined;
   if (!token)
-    throw new UserError(
+    throw new UsageError(
       store.exists()
         ? `no Hetzner API token: set HCLOUD_TOKEN, or store it in ${store.file} with: wg-egress secrets set-token --token-stdin`
         : "no Hetzner API token: set HCLOUD_TOKEN, or create the store with it: HCLOUD_TOKEN=… wg-egress secrets init",
