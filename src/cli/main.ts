@@ -49,8 +49,14 @@ const program = new Command()
     if (level) (await import("../util/log.js")).log.level = level;
   });
 
-const word = commandWord(process.argv.slice(2));
-const wanted = word && word in COMMANDS ? [COMMANDS[word]] : Object.values(COMMANDS);
+const args = process.argv.slice(2);
+const word = commandWord(args);
+// Bare --version needs no command; bare --help (or a typo) lists them all.
+const versionOnly =
+  !word &&
+  args.some((a) => a === "-V" || a === "--version") &&
+  !args.some((a) => a === "-h" || a === "--help");
+const wanted = word && word in COMMANDS ? [COMMANDS[word]] : versionOnly ? [] : Object.values(COMMANDS);
 const registers = new Set(await Promise.all(wanted.map((load) => load())));
 for (const register of registers) register(program);
 

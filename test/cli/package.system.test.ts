@@ -75,6 +75,11 @@ test("npm pack → npm install -g → wg-egress runs from anywhere", { timeout: 
   };
   assert.match(execFileSync(bin, ["--help"], elsewhere), /Usage: wg-egress/);
   assert.equal(execFileSync(bin, ["--version"], elsewhere).trim(), version);
+  // The defaults in the help come from the schema at build time: the package must carry them.
+  assert.match(
+    execFileSync(bin, ["proxy", "--help"], elsewhere),
+    /\(proxy\.listen; default: 127\.0\.0\.1:1080\)/,
+  );
   const key = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
   assert.equal(
     execFileSync(bin, ["pubkey"], { ...elsewhere, input: `${key}\n` }).trim(),
