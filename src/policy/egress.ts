@@ -109,3 +109,55 @@ export function pickExit(target: Target, health: (exit: string) => Health, key: 
   }
   return null;
 }
+
+/** An exit's tunnel addresses: what the proxy binds a connection to so it is routed into that exit. */
+export interface ExitSource {
+  v4?: string;
+  v6?: string;
+}
+
+export type EgressChoice =
+  | { exit: string; localAddress?: string; refused?: undefined }
+  | { exit?: string; refused: string };
+
+/**
+ * The proxy's side of several exits: the exit for each new connection and the address to bind it to.
+ * With one exit nothing is bound (today's data path: the proxy's uid is routed into the tunnel).
+ */
+export class Egress {
+  constructor(
+    private readonly routes: EgressRoutes,
+    /** null: one exit, nothing to bind. */
+    private readonly sources: ReadonlyMap<string, ExitSource> | null,
+    private readonly health: (exit: string) => Health,
+  ) {}
+
+  choose(req: RouteRequest): EgressChoice {
+    const target = this.routes.select(req);
+    const exit = pickExit(target, this.health, req.user ?? req.client);
+    if (exit === null) return { refused: `no healthy exit in pool ${target.name}` };
+    if (!this.sources) return { exit };
+    const src = this.sources.get(exit);
+    const v6 = ipaddr.isValid(req.destination) && ipaddr.process(req.destination).kind() === "ipv6";
+    const localAddress = v6 ? src?.v6 : src?.v4;
+    if (!localAddress) return { exit, refused: `exit ${exit} has no IPv${v6 ? 6 : 4} tunnel address` };
+    return { exit, localAddress };
+  }
+}
+
+/** The proxy's Egress for the exits of a config (`health`: the agents' reports, slice by slice). */
+export function egressOf(
+  exits: readonly ExitSpec[],
+  pools: Record<string, string[]>,
+  routes: RoutesConfig | undefined,
+  health: (exit: string) => Health,
+): Egress {
+  const host = (cidr: string) => ipaddr.parseCIDR(cidr)[0].toString();
+  const sources =
+    exits.length > 1
+      ? new Map(
+          exits.map((x) => [x.name, { v4: host(x.address), v6: x.address6 ? host(x.address6) : undefined }]),
+        )
+      : null;
+  return new Egress(new EgressRoutes(exits, pools, routes), sources, health);
+}

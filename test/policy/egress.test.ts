@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { resolveExits } from "../../src/config/exits.js";
 import { parseConfig } from "../../src/config/load.js";
-import { EgressRoutes, type Health, pickExit } from "../../src/policy/egress.js";
+import { EgressRoutes, egressOf, type Health, pickExit } from "../../src/policy/egress.js";
+import { healthOf, STALE_REPORT_S } from "../../src/policy/exit-health.js";
 
 function routesOf(raw: Record<string, unknown>): EgressRoutes {
   const c = parseConfig(raw);
@@ -109,4 +110,46 @@ test("a pool picks a healthy member, sticky per key; moves only the failed membe
     "ams",
   );
   assert.ok(["fra", "hel"].includes(pickExit(t, (x) => (x === "ams" ? "unhealthy" : "unknown"), "a") ?? ""));
+});
+
+test("an exit's health from its agent's report: up is healthy; a missing or old report is unknown", () => {
+  const now = 1_800_000_000;
+  const report = (state: "up" | "stale" | "down", checkedAt = now - 5) => ({
+    exit: "fra",
+    interface: "wg-egress",
+    state,
+    handshakeAgeSeconds: 3,
+    checkedAt,
+  });
+  assert.equal(healthOf(report("up"), now), "healthy");
+  assert.equal(healthOf(report("stale"), now), "unhealthy");
+  assert.equal(healthOf(report("down"), now), "unhealthy");
+  assert.equal(healthOf(null, now), "unknown", "no agent has reported");
+  assert.equal(healthOf(report("up", now - STALE_REPORT_S - 1), now), "unknown", "the agent stopped writing");
+  assert.equal(healthOf(report("down", now - STALE_REPORT_S - 1), now), "unknown");
+});
+
+test("Egress binds to the chosen exit's address of the destination's family; one exit binds nothing", () => {
+  const c = parseConfig({
+    exits: [{ name: "fra" }, { name: "hel", address: "10.100.1.2/24", address6: "fd00:1::2/64" }],
+    routes: { rules: [{ users: ["bob"], to: "hel" }] },
+  });
+  const e = egressOf(resolveExits(c.gateway, c.exits), c.pools, c.routes, () => "healthy");
+  assert.deepEqual(e.choose(req({ user: "bob" })), { exit: "hel", localAddress: "10.100.1.2" });
+  assert.deepEqual(e.choose(req({ user: "bob", destination: "2001:db8::1" })), {
+    exit: "hel",
+    localAddress: "fd00:1::2",
+  });
+  assert.deepEqual(e.choose(req()), { exit: "fra", localAddress: "10.100.0.2" });
+  assert.match(
+    e.choose(req({ destination: "2001:db8::1" })).refused ?? "",
+    /exit fra has no IPv6 tunnel address/,
+  );
+  const one = parseConfig({});
+  const single = egressOf(resolveExits(one.gateway, one.exits), one.pools, one.routes, () => "unhealthy");
+  assert.deepEqual(
+    single.choose(req()),
+    { exit: "default" },
+    "today's data path: nothing bound, never refused",
+  );
 });
