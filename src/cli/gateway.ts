@@ -9,6 +9,11 @@ const INTERFACE: Flag = {
   help: "WireGuard interface",
 };
 
+const EXIT: Flag = {
+  flags: "--exit <name>",
+  help: "only this exit (a name from exits:); default: all of them (status: the first)",
+};
+
 type Action = keyof typeof import("./actions/gateway.js");
 const run = (name: Action) => async (inv: Invocation<GatewayOpts>) =>
   (await import("./actions/gateway.js"))[name](inv);
@@ -25,6 +30,7 @@ export function registerGateway(program: Command): void {
     description: "create or repair the data path once (idempotent: a second run changes nothing)",
     flags: [
       INTERFACE,
+      EXIT,
       { flags: "--dry-run", help: "print the commands and the nft ruleset instead of applying them" },
       {
         flags: "--killswitch-only",
@@ -38,7 +44,7 @@ export function registerGateway(program: Command): void {
     name: "run",
     description:
       "the gateway agent: apply, then keep it true (drift repaired within seconds, a full check every 10 s, wireguard-go restarted, a DNS-name endpoint re-resolved); SIGTERM stops watching and keeps the kill switch",
-    flags: [INTERFACE],
+    flags: [INTERFACE, EXIT],
     run: run("run"),
   });
 
@@ -48,6 +54,7 @@ export function registerGateway(program: Command): void {
       "remove the tunnel and keep the kill switch: the proxy's connections keep failing instead of leaving via the home line",
     flags: [
       INTERFACE,
+      EXIT,
       { flags: "--dry-run", help: "print the commands instead of running them" },
       {
         flags: "--purge",
@@ -61,7 +68,7 @@ export function registerGateway(program: Command): void {
     name: "status",
     description:
       "what is really there: interface, handshake, counters, rules, routes, kill switch, agent; exit 1 when down",
-    flags: [INTERFACE, { flags: "--json", help: "machine-readable output" }],
+    flags: [INTERFACE, EXIT, { flags: "--json", help: "machine-readable output" }],
     run: run("status"),
   });
 }

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { defineCommand, type Invocation } from "./command.js";
 
 type Action = keyof typeof import("./actions/lab.js");
-const run = (name: Action) => async (inv: Invocation<{ only?: string }>) =>
+const run = (name: Action) => async (inv: Invocation<{ only?: string; exits?: string }>) =>
   (await import("./actions/lab.js"))[name](inv);
 
 export function registerLab(program: Command): void {
@@ -16,6 +16,12 @@ export function registerLab(program: Command): void {
     name: "up",
     description: "build the lab (rebuilding it if present) and run the real gateway agent and proxy in it",
     usesConfig: false,
+    flags: [
+      {
+        flags: "--exits <n>",
+        help: "2: a second exit namespace, exits/pools/routes in the config (alice → one, bob → two, carol → both), one agent per exit",
+      },
+    ],
     run: run("up"),
   });
 

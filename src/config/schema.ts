@@ -1,6 +1,8 @@
 import { isIP } from "node:net";
 import { z } from "zod";
+import { exitEntrySchema, poolsSchema, routesSchema } from "./egress-schema.js";
 import { exitSchema } from "./exit-schema.js";
+import { exitProblems, resolveExits, routeProblems } from "./exits.js";
 import { gatewaySchema } from "./gateway-schema.js";
 import { proxySchema } from "./proxy-schema.js";
 import { secretsSchema } from "./secrets-schema.js";
@@ -15,8 +17,11 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
  * explicit [] means the system resolver. Works on the raw input, before validation reports anything.
  */
 export function withExitDns(raw: unknown): unknown {
-  if (!isObject(raw) || !isObject(raw.gateway) || !isObject(raw.gateway.peer)) return raw;
-  if (raw.gateway.peer.endpoint === undefined && raw.gateway.peer.publicKey === undefined) return raw;
+  if (!isObject(raw)) return raw;
+  // The first exit's peer (exits:) or the gateway's: either makes this a gateway.
+  const first = Array.isArray(raw.exits) && isObject(raw.exits[0]) ? raw.exits[0] : undefined;
+  const peers = [first?.peer, isObject(raw.gateway) ? raw.gateway.peer : undefined].filter(isObject);
+  if (!peers.some((p) => p.endpoint !== undefined || p.publicKey !== undefined)) return raw;
   const proxy = isObject(raw.proxy) ? raw.proxy : {};
   const dns = isObject(proxy.dns) ? proxy.dns : {};
   if (dns.servers !== undefined || (proxy.dns !== undefined && !isObject(proxy.dns))) return raw;
@@ -25,6 +30,13 @@ export function withExitDns(raw: unknown): unknown {
   // An invalid exit.address is reported as such, not as a derived resolver.
   if (!isIP(address)) return raw;
   return { ...raw, proxy: { ...proxy, dns: { ...dns, servers: [address] } } };
+}
+
+/** The value at a config path (for the error line's "key = value"). */
+function valueAt(root: unknown, path: readonly (string | number)[]): unknown {
+  let v = root;
+  for (const k of path) v = isObject(v) || Array.isArray(v) ? (v as Record<string, unknown>)[k] : undefined;
+  return v;
 }
 
 /** The one config file every command reads; each part owns one section. */
@@ -40,8 +52,18 @@ export const configSchema = z.preprocess(
       gateway: gatewaySchema.prefault({}),
       exit: exitSchema.prefault({}),
       secrets: secretsSchema.prefault({}),
+      /** Several exits; without it the gateway section is the one exit ("default"). */
+      exits: z.array(exitEntrySchema).min(1).optional(),
+      pools: poolsSchema.default({}),
+      routes: routesSchema.optional(),
     })
-    .strict(),
+    .strict()
+    .superRefine((c, ctx) => {
+      const exits = resolveExits(c.gateway, c.exits);
+      const problems = exitProblems(exits, c.exits !== undefined);
+      for (const p of [...problems, ...routeProblems(exits, c.pools, c.routes)])
+        ctx.addIssue({ code: "custom", path: p.path, message: p.message, input: valueAt(c, p.path) });
+    }),
 );
 
 export type Config = z.infer<typeof configSchema>;

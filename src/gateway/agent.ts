@@ -2,6 +2,7 @@ import { lookup } from "node:dns/promises";
 import { errorMessage, OperationError, UsageError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { type Watcher, watch } from "../util/run.js";
+import { tunnelState } from "../wireguard/dump.js";
 import { applyStep } from "./apply.js";
 import type { GatewayState, Step, UpSpec } from "./model.js";
 import {
@@ -13,12 +14,15 @@ import {
   planTunnel,
   stepCommand,
 } from "./plan.js";
+import { isTunnelDefault } from "./routes.js";
 import {
   type AgentReport,
   type AgentState,
   readAgentReport,
   removeAgentReport,
+  removeHealth,
   writeAgentReport,
+  writeHealth,
 } from "./runtime.js";
 import { observe, sourceTowards } from "./status.js";
 
@@ -33,7 +37,8 @@ import { observe, sourceTowards } from "./status.js";
  * `status`, `down` and the exporter. SIGTERM stops watching and leaves everything in place: the kill
  * switch stays armed without us.
  *
- * One agent serves one tunnel (UpSpec); several exits would be several agents, each with its own spec.
+ * One agent serves one exit's tunnel (UpSpec): several exits are several agents (`--exit NAME`). At
+ * every check it writes the exit's health for the proxy, which picks pool members by it.
  */
 
 export const FULL_CHECK_MS = 10_000;
@@ -73,6 +78,8 @@ export class Backoff {
 }
 
 export interface AgentOptions {
+  /** The exit served (named in its health report). */
+  exit: string;
   /** Called at every check: the config and the key file may change while we run (secrets rotate). */
   load: () => { spec: UpSpec; privateKey: string };
 }
@@ -114,6 +121,7 @@ export class GatewayAgent {
   /** An address was removed somewhere since WireGuard was last told (a home address change, e.g. DHCP). */
   private addressGone = false;
   private lastError = "";
+  private lastHealth = "";
 
   constructor(private readonly opts: AgentOptions) {}
 
@@ -141,7 +149,11 @@ export class GatewayAgent {
     clearInterval(this.periodic);
     for (const w of this.watchers.splice(0)) w.stop();
     await this.checking;
-    if (this.current) removeAgentReport(this.current.spec.ifname);
+    if (this.current) {
+      removeAgentReport(this.current.spec.ifname);
+      // Nobody watches this exit any more: its health is unknown, not what it was.
+      removeHealth(this.current.spec.ifname);
+    }
     log.info(
       { interface: this.current?.spec.ifname },
       "gateway agent stopped: no longer watching; the kill switch stays armed",
@@ -209,6 +221,33 @@ export class GatewayAgent {
     }
   }
 
+  /**
+   * The exit's health as this check found it: up when the link is up, the tunnel route is there and the
+   * handshake is fresh (< 150 s, as `status`). Written before any repair: a broken exit is reported at
+   * once, and the check that follows the repair reports it healthy again.
+   */
+  private publishHealth(spec: UpSpec, state: GatewayState): void {
+    const now = Math.floor(Date.now() / 1000);
+    const hs = state.wg?.peers.find((p) => p.publicKey === spec.peer.publicKey)?.latestHandshake ?? 0;
+    const routed = !!state.link?.up && state.routes4.some(isTunnelDefault(spec.ifname));
+    const tunnel = tunnelState(hs, now);
+    const health = routed ? tunnel : "down";
+    try {
+      writeHealth({
+        exit: this.opts.exit,
+        interface: spec.ifname,
+        state: health,
+        handshakeAgeSeconds: hs ? now - hs : null,
+        checkedAt: now,
+      });
+    } catch (e) {
+      this.logError("cannot write the exit's health file", e);
+    }
+    if (health !== this.lastHealth)
+      log.info({ event: "health", exit: this.opts.exit, state: health }, `gateway agent: exit ${health}`);
+    this.lastHealth = health;
+  }
+
   /** An error that repeats is logged once, not every check. */
   private logError(what: string, e: unknown): void {
     const msg = `${what}: ${errorMessage(e)}`;
@@ -232,6 +271,7 @@ export class GatewayAgent {
       if (spec.table !== before.table || spec.rulePriority !== before.rulePriority)
         state = await observe(spec);
       if (state.link) this.hadLink = true;
+      this.publishHealth(spec, state);
       // The source towards the exit, looked at every check so the one before a change is known even
       // right after a (re)start; a WireGuard (re)configuration sets the endpoint itself.
       const endpoint = state.wg?.peers[0]?.endpoint;

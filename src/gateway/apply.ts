@@ -1,8 +1,9 @@
 import { createSocket } from "node:dgram";
 import { writeFileSync } from "node:fs";
+import { type ExitSpec, resolveExits } from "../config/exits.js";
 import type { Config } from "../config/schema.js";
 import { interfaceAddresses } from "../policy/addresses.js";
-import { errorMessage, OperationError } from "../util/errors.js";
+import { errorMessage, OperationError, UsageError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { run } from "../util/run.js";
 import { publicKeyOf } from "../wireguard/keys.js";
@@ -17,7 +18,7 @@ import {
   type UpSpec,
   upSpecOf,
 } from "./model.js";
-import { planDown, planKillSwitch, planUp } from "./plan.js";
+import { planDown, planKillSwitch, planTunnel } from "./plan.js";
 import { processesOfUid, resolveProxyUid } from "./proxy-user.js";
 import { forgetRecord, readAgentReport, readRecord, recordSrcValidMark } from "./runtime.js";
 import { observe } from "./status.js";
@@ -95,44 +96,85 @@ async function stateFor(p: DataPath, dryRun: boolean): Promise<GatewayState> {
   return observe(p);
 }
 
-/** The data path of this config: the proxy's uid and its client subnets (from this host's interfaces). */
-export function dataPathOfConfig(config: Config): DataPath {
+/** The exits `name` selects: that one (an unknown name is a one-line error), or all of them, first first. */
+export function selectExits(config: Config, name?: string): { exits: ExitSpec[]; all: ExitSpec[] } {
+  const all = resolveExits(config.gateway, config.exits);
+  if (name === undefined) return { exits: all, all };
+  const x = all.find((e) => e.name === name);
+  if (!x)
+    throw new UsageError(
+      `no exit named ${name} in the config: --exit takes one of ${all.map((e) => e.name).join(", ")}`,
+    );
+  return { exits: [x], all };
+}
+
+/**
+ * The data path of one exit of this config (default: the first): the proxy's uid and its client
+ * subnets (from this host's interfaces).
+ */
+export function dataPathOfConfig(config: Config, exit?: string): DataPath {
+  const { exits, all } = selectExits(config, exit);
+  return dataPathOfExit(config, exits[0], all);
+}
+
+function dataPathOfExit(config: Config, x: ExitSpec, all: ExitSpec[]): DataPath {
   return dataPathOf(
-    config.gateway,
+    x,
+    all,
     resolveProxyUid(config.gateway),
     clientSubnets(config.proxy, interfaceAddresses()),
   );
 }
 
-/** Everything `up` and the agent need from the config and the key file; fails with one line. */
-export function loadUpSpec(config: Config): { spec: UpSpec; privateKey: string } {
-  const privateKey = readPrivateKeyFile(config.gateway.privateKeyFile);
-  const p = dataPathOfConfig(config);
-  return { spec: upSpecOf(config.gateway, p.uid, publicKeyOf(privateKey), p.clients), privateKey };
+/** Everything `up` and the agent need for one exit (default: the first) from the config and its key file. */
+export function loadUpSpec(config: Config, exit?: string): { spec: UpSpec; privateKey: string } {
+  const { exits, all } = selectExits(config, exit);
+  return loadExitSpec(config, exits[0], all);
+}
+
+function loadExitSpec(config: Config, x: ExitSpec, all: ExitSpec[]): { spec: UpSpec; privateKey: string } {
+  const privateKey = readPrivateKeyFile(x.privateKeyFile);
+  const p = dataPathOfExit(config, x, all);
+  const spec = upSpecOf(x, all, config.gateway.implementation, p.uid, publicKeyOf(privateKey), p.clients);
+  return { spec, privateKey };
 }
 
 /**
- * Brings the data path up (or repairs it); returns the steps it ran (or would run, with dryRun). With
- * killSwitchOnly, only the kill switch: the proxy may start, its traffic fails closed until the tunnel is up.
+ * Brings the data path of each exit up (or repairs it), the first exit first; returns the steps it ran
+ * (or would run, with dryRun). With killSwitchOnly, only the kill switches: the proxy may start, its
+ * traffic fails closed until the tunnels are up. Every exit's kill switch is armed before any tunnel.
  */
 export async function gatewayUp(
   config: Config,
-  opts: { dryRun?: boolean; killSwitchOnly?: boolean } = {},
+  opts: { dryRun?: boolean; killSwitchOnly?: boolean; exit?: string } = {},
 ): Promise<Step[]> {
   if (!opts.dryRun) requireRoot("gateway up");
-  if (opts.killSwitchOnly) {
-    const p = dataPathOfConfig(config);
-    const steps = planKillSwitch(p, await stateFor(p, !!opts.dryRun));
-    if (!opts.dryRun) await applyAll(steps, "gateway up", null);
-    return steps;
+  const { exits, all } = selectExits(config, opts.exit);
+  // Every exit is planned (its key file read, its interface checked) before anything is applied: a bad
+  // one changes nothing. Then every kill switch, then every tunnel.
+  const plans = [];
+  for (const x of exits) {
+    const p = dataPathOfExit(config, x, all);
+    const loaded = opts.killSwitchOnly ? null : loadExitSpec(config, x, all);
+    const state = await stateFor(p, !!opts.dryRun);
+    plans.push({
+      killSwitch: planKillSwitch(p, state),
+      tunnel: loaded ? planTunnel(loaded.spec, state) : [],
+      loaded,
+      state,
+    });
   }
-  const { spec, privateKey } = loadUpSpec(config);
-  const state = await stateFor(spec, !!opts.dryRun);
-  const steps = planUp(spec, state);
-  if (opts.dryRun) return steps;
-  if (spec.listenPort && state.wg?.listenPort !== spec.listenPort) await checkUdpPortFree(spec.listenPort);
-  await applyAll(steps, "gateway up", privateKey);
-  return steps;
+  if (!opts.dryRun) {
+    for (const { loaded, state } of plans) {
+      const port = loaded?.spec.listenPort;
+      if (port && state.wg?.listenPort !== port) await checkUdpPortFree(port);
+    }
+    for (const plan of plans) await applyAll(plan.killSwitch, "gateway up", null);
+    for (const { loaded, tunnel } of plans)
+      if (loaded) await applyAll(tunnel, "gateway up", loaded.privateKey);
+  }
+  const done = [...plans.flatMap((plan) => plan.killSwitch), ...plans.flatMap((plan) => plan.tunnel)];
+  return done;
 }
 
 /** Another process that would undo `down`: the agent brings the tunnel back within seconds. */
@@ -150,16 +192,18 @@ function refuseWhileAgentRuns(ifname: string, what: string): void {
  */
 export async function gatewayDown(
   config: Config,
-  opts: { dryRun?: boolean; purge?: boolean } = {},
+  opts: { dryRun?: boolean; purge?: boolean; exit?: string } = {},
 ): Promise<Step[]> {
   if (!opts.dryRun) requireRoot("gateway down");
-  const p = dataPathOfConfig(config);
-  if (!opts.dryRun) refuseWhileAgentRuns(p.ifname, "gateway down");
+  const { exits, all } = selectExits(config, opts.exit);
+  const paths = exits.map((x) => dataPathOfExit(config, x, all));
+  if (!opts.dryRun) for (const p of paths) refuseWhileAgentRuns(p.ifname, "gateway down");
   if (opts.purge && !opts.dryRun) {
-    const procs = processesOfUid(p.uid);
+    const uid = paths[0].uid;
+    const procs = processesOfUid(uid);
     if (procs.length)
       throw new OperationError(
-        `gateway down --purge: ${procs.length} process(es) of uid ${p.uid} still run here (${procs
+        `gateway down --purge: ${procs.length} process(es) of uid ${uid} still run here (${procs
           .slice(0, 3)
           .map((x) => `${x.pid} ${x.cmd.slice(0, 60)}`)
           .join(
@@ -167,12 +211,16 @@ export async function gatewayDown(
           )}); without the kill switch their connections would leave via the home line: stop them first (systemctl stop wg-egress-proxy), nothing was changed`,
       );
   }
-  const steps = planDown(p, await stateFor(p, !!opts.dryRun), {
-    purge: opts.purge,
-    srcValidMarkWas: readRecord(p.ifname).srcValidMark ?? null,
-  });
-  if (opts.dryRun) return steps;
-  await applyAll(steps, "gateway down", null);
-  if (opts.purge) forgetRecord(p.ifname);
-  return steps;
+  const done: Step[] = [];
+  for (const p of paths) {
+    const steps = planDown(p, await stateFor(p, !!opts.dryRun), {
+      purge: opts.purge,
+      srcValidMarkWas: readRecord(p.ifname).srcValidMark ?? null,
+    });
+    done.push(...steps);
+    if (opts.dryRun) continue;
+    await applyAll(steps, "gateway down", null);
+    if (opts.purge) forgetRecord(p.ifname);
+  }
+  return done;
 }

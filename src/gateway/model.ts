@@ -1,5 +1,5 @@
 import ipaddr from "ipaddr.js";
-import type { GatewayConfig } from "../config/gateway-schema.js";
+import type { ExitSpec } from "../config/exits.js";
 import type { ProxyConfig } from "../config/proxy-schema.js";
 import type { InterfaceAddress } from "../policy/addresses.js";
 import { UsageError } from "../util/errors.js";
@@ -8,8 +8,8 @@ import type { WgInterface } from "../wireguard/dump.js";
 
 /**
  * The gateway's data path as data: what is wanted (DataPath, UpSpec) and what is there (GatewayState).
- * A plan is made per DataPath — one tunnel with its own interface, table, mark and rule priorities — so a
- * second exit is a second DataPath with its own plan.
+ * A plan is made per DataPath — one exit's tunnel with its own interface, table, mark, rule priorities
+ * and nft table — so each exit has its own plan (and agent) and its own kill switch.
  */
 
 /** Subnets the proxy's clients live in (network addresses), per family. */
@@ -36,6 +36,21 @@ export interface DataPath {
    * everything else it sends goes into the tunnel, also to connected subnets outside them (the WAN's).
    */
   clients: ClientSubnets;
+  /** Our nft table for this exit (the first exit's is `wg-egress`). */
+  nftTable: string;
+  /**
+   * The first exit: the proxy's uid is marked and its route lookups start here (what it sends unbound,
+   * e.g. DNS, goes here). The others are reached only by source address.
+   */
+  primary: boolean;
+  /**
+   * With several exits: this exit's tunnel addresses. The proxy binds its connections to them; a packet
+   * with one of them as source is routed into this table and may leave only through this tunnel.
+   * Empty with one exit (today's data path, unchanged).
+   */
+  sources: string[];
+  /** The other exits' sources: the primary never marks those (they are theirs). */
+  otherSources: string[];
 }
 
 /** Everything `up` needs; the private key itself never enters a plan (only its file name). */
@@ -50,39 +65,63 @@ export interface UpSpec extends DataPath {
   peer: { publicKey: string; endpoint: HostPort; persistentKeepalive: number; allowedIps: string[] };
 }
 
-export function dataPathOf(gw: GatewayConfig, uid: number, clients: ClientSubnets = NO_CLIENTS): DataPath {
+/** An exit's tunnel addresses without prefix (v4, then v6). */
+export const sourcesOf = (x: ExitSpec): string[] =>
+  [x.address, x.address6].filter((a): a is string => !!a).map((a) => ipaddr.parseCIDR(a)[0].toString());
+
+/** The data path of exit `x` among `all` the exits. */
+export function dataPathOf(
+  x: ExitSpec,
+  all: readonly ExitSpec[],
+  uid: number,
+  clients: ClientSubnets = NO_CLIENTS,
+): DataPath {
+  const several = all.length > 1;
   return {
-    ifname: gw.interface,
-    fwmark: gw.fwmark,
-    table: gw.table,
-    rulePriority: gw.rulePriority,
+    ifname: x.interface,
+    fwmark: x.fwmark,
+    table: x.table,
+    rulePriority: x.rulePriority,
     uid,
-    address6: gw.address6,
+    address6: x.address6,
     clients,
+    nftTable: x.nftTable,
+    primary: x.primary,
+    sources: several ? sourcesOf(x) : [],
+    otherSources: several && x.primary ? all.filter((o) => o !== x).flatMap(sourcesOf) : [],
   };
 }
 
 /** Fails with one line naming the missing key (nothing is applied before this passes). */
-export function upSpecOf(gw: GatewayConfig, uid: number, publicKey: string, clients = NO_CLIENTS): UpSpec {
-  if (!gw.peer.publicKey)
+export function upSpecOf(
+  x: ExitSpec,
+  all: readonly ExitSpec[],
+  implementation: UpSpec["implementation"],
+  uid: number,
+  publicKey: string,
+  clients = NO_CLIENTS,
+): UpSpec {
+  const key = (k: string) =>
+    all.length > 1 || x.name !== "default" ? `exits[${x.index}].${k}` : `gateway.${k}`;
+  if (!x.peer.publicKey)
     throw new UsageError(
-      "gateway.peer.publicKey is missing: set it to the exit's public key (wg-egress pubkey)",
+      `${key("peer.publicKey")} is missing: set it to the exit's public key (wg-egress pubkey)`,
     );
-  if (!gw.peer.endpoint)
-    throw new UsageError("gateway.peer.endpoint is missing: set it to the exit's HOST:PORT");
+  if (!x.peer.endpoint)
+    throw new UsageError(`${key("peer.endpoint")} is missing: set it to the exit's HOST:PORT`);
   return {
-    ...dataPathOf(gw, uid, clients),
-    implementation: gw.implementation,
-    address: gw.address,
-    mtu: gw.mtu,
-    listenPort: gw.listenPort,
-    privateKeyFile: gw.privateKeyFile,
+    ...dataPathOf(x, all, uid, clients),
+    implementation,
+    address: x.address,
+    mtu: x.mtu,
+    listenPort: x.listenPort,
+    privateKeyFile: x.privateKeyFile,
     publicKey,
     peer: {
-      publicKey: gw.peer.publicKey,
-      endpoint: gw.peer.endpoint,
-      persistentKeepalive: gw.peer.persistentKeepalive,
-      allowedIps: gw.peer.allowedIps,
+      publicKey: x.peer.publicKey,
+      endpoint: x.peer.endpoint,
+      persistentKeepalive: x.peer.persistentKeepalive,
+      allowedIps: x.peer.allowedIps,
     },
   };
 }
@@ -140,6 +179,8 @@ export interface RuleEntry {
   dst?: string;
   dstlen?: number;
   suppress_prefixlen?: number;
+  src?: string;
+  srclen?: number;
 }
 
 export interface RouteEntry {

@@ -7,7 +7,7 @@ import type { DataPath, NftChain, NftTable } from "./model.js";
  * derived from the rendered text itself, so the ruleset and its check cannot drift apart. PURE.
  */
 
-/** Our nftables table (family inet). */
+/** Our nftables table (family inet) of the first exit; the others' are wg-egress-NAME (DataPath.nftTable). */
 export const NFT_TABLE = "wg-egress";
 /** Marked packets refused or dropped by the kill switch are counted here; `status` reads it. */
 export const REJECT_COUNTER = "killswitch_rejects";
@@ -16,14 +16,38 @@ export const hex = (n: number) => `0x${n.toString(16)}`;
 
 const anySet = (cidrs: readonly string[]) => `{ ${cidrs.join(", ")} }`;
 
-/** The nft ruleset body; the marks, names and client subnets come from the config. */
+const saddr = (ip: string) => `${ip.includes(":") ? "ip6" : "ip"} saddr ${ip}`;
+
+/**
+ * How this exit's packets are marked. The primary: what the proxy's uid originates (see the ruleset),
+ * but not what is bound to another exit's address. Another exit (routed into its tunnel by source rules
+ * from the first lookup): whatever leaves with its tunnel address as source.
+ */
+function markRules(p: DataPath, mark: string): string[] {
+  if (!p.primary)
+    return p.sources.map((ip) => `${saddr(ip)} oifname != "lo" ct direction original meta mark set ${mark}`);
+  const originated = `meta skuid ${p.uid} oifname != "lo" ct direction original`;
+  const others = (v6: boolean) => {
+    const mine = p.otherSources.filter((ip) => ip.includes(":") === v6);
+    return mine.length ? ` ${v6 ? "ip6" : "ip"} saddr != ${anySet(mine)}` : "";
+  };
+  const v4 = p.clients.v4.length ? `ip daddr != ${anySet(p.clients.v4)}` : "meta nfproto ipv4";
+  const v6 = p.clients.v6.length ? `ip6 daddr != ${anySet(p.clients.v6)}` : "meta nfproto ipv6";
+  return [
+    `${originated} ${v4}${others(false)} meta mark set ${mark}`,
+    `${originated} ${v6}${others(true)} meta mark set ${mark}`,
+  ];
+}
+
+/** The nft ruleset body; the marks, names, client subnets and sources come from the config. */
 function rulesetBody(p: DataPath): string {
   const mark = hex(p.fwmark);
   const wg = JSON.stringify(p.ifname);
   const reject = `counter name ${REJECT_COUNTER} reject with icmpx type admin-prohibited`;
-  const originated = `meta skuid ${p.uid} oifname != "lo" ct direction original`;
-  const v4 = p.clients.v4.length ? `ip daddr != ${anySet(p.clients.v4)}` : "meta nfproto ipv4";
-  const v6 = p.clients.v6.length ? `ip6 daddr != ${anySet(p.clients.v6)}` : "meta nfproto ipv6";
+  const ind = (lines: string[]) => lines.map((l) => `    ${l}\n`).join("");
+  // With several exits: this exit's source address leaves through this tunnel or not at all (loopback
+  // stays local), whatever mark it has — never the home line, never another exit's tunnel.
+  const notHere = (ip: string) => `${saddr(ip)} oifname != { ${wg}, "lo" }`;
   return `  counter ${REJECT_COUNTER} {
   }
 
@@ -32,9 +56,7 @@ function rulesetBody(p: DataPath): string {
   # mark lets replies get the mark back.
   chain mark_proxy {
     type route hook output priority mangle; policy accept;
-    ${originated} ${v4} meta mark set ${mark}
-    ${originated} ${v6} meta mark set ${mark}
-    meta mark ${mark} ct mark set meta mark
+${ind(markRules(p, mark))}    meta mark ${mark} ct mark set meta mark
   }
 
   # Replies from the tunnel carry the mark again, so strict rp_filter with src_valid_mark=1 accepts them.
@@ -50,13 +72,13 @@ function rulesetBody(p: DataPath): string {
   chain kill_switch {
     type filter hook output priority filter; policy accept;
 ${p.address6 ? "" : `    meta mark ${mark} meta nfproto ipv6 ${reject}\n`}    meta mark ${mark} oifname != ${wg} ${reject}
-  }
+${ind(p.sources.map((ip) => `${notHere(ip)} ${reject}`))}  }
 
   # Kill switch, final guard: after every re-route, nothing marked leaves except through the tunnel.
   chain leak_guard {
     type filter hook postrouting priority filter; policy accept;
     meta mark ${mark} oifname != ${wg} counter name ${REJECT_COUNTER} drop
-  }
+${ind(p.sources.map((ip) => `${notHere(ip)} counter name ${REJECT_COUNTER} drop`))}  }
 
   # The source address was chosen before the mark re-routed the packet (the home WAN address); the exit
   # only accepts the tunnel address.
@@ -89,9 +111,9 @@ export function rulesetHash(p: DataPath): string {
  * applies or nothing changes, and there is no moment without the kill switch.
  */
 export function renderRuleset(p: DataPath): string {
-  return `table inet ${NFT_TABLE}
-delete table inet ${NFT_TABLE}
-table inet ${NFT_TABLE} {
+  return `table inet ${p.nftTable}
+delete table inet ${p.nftTable}
+table inet ${p.nftTable} {
   comment "managed by wg-egress; sha256:${rulesetHash(p)}"
 
 ${rulesetBody(p)}}
@@ -127,7 +149,7 @@ export function expectedChains(p: DataPath): NftChain[] {
  * rule is caught even when the table's hash comment is still right.
  */
 export function nftMissing(p: DataPath, nft: NftTable | null): string[] {
-  if (!nft) return [`nft table inet ${NFT_TABLE}`];
+  if (!nft) return [`nft table inet ${p.nftTable}`];
   const out: string[] = [];
   for (const want of expectedChains(p)) {
     const have = nft.chains.find((c) => c.name === want.name);

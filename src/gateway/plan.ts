@@ -4,7 +4,7 @@ import { UsageError } from "../util/errors.js";
 import { formatHostPort, type HostPort, parseHostPort } from "../util/hostport.js";
 import type { WgInterface } from "../wireguard/dump.js";
 import type { DataPath, GatewayState, Step, UpSpec } from "./model.js";
-import { NFT_TABLE, nftCurrent, nftMissing, renderRuleset } from "./nft.js";
+import { nftCurrent, nftMissing, renderRuleset } from "./nft.js";
 import {
   type Family,
   isOurRule,
@@ -69,7 +69,7 @@ export function planKillSwitch(p: DataPath, s: GatewayState): Step[] {
       cmd: "nft",
       args: ["-f", "-"],
       input: renderRuleset(p),
-      why: `load table inet ${NFT_TABLE} atomically (marking, kill switch, masquerade)`,
+      why: `load table inet ${p.nftTable} atomically (marking, kill switch, masquerade)`,
     });
   for (const [fam, , routes] of families(s))
     if (!routes.some(isUnreachable))
@@ -365,7 +365,7 @@ export function planDown(p: DataPath, s: GatewayState, opts: DownOptions = {}): 
       kind: "run",
       part: "nft",
       cmd: "nft",
-      args: ["delete", "table", "inet", NFT_TABLE],
+      args: ["delete", "table", "inet", p.nftTable],
       why: "our nftables table",
     });
   if (opts.srcValidMarkWas != null && opts.srcValidMarkWas !== s.srcValidMark)

@@ -15,6 +15,9 @@ import { hex } from "./nft.js";
  *   P+2  the proxy's uid → our table: its connect() already picks the tunnel (and the tunnel address as
  *        source) and fails AT ONCE on the unreachable route when the tunnel is gone. Routing alone keeps
  *        the proxy off the WAN even when the nft table is flushed.
+ * With several exits, each exit also has `from <its tunnel address> → its table` (at P): the proxy
+ * binds a connection to the chosen exit's address. The exits after the first have only P (fwmark and
+ * source rules), below the first's P, so a bound connection is routed before the uid rules are reached.
  */
 
 export type Family = "-4" | "-6";
@@ -53,6 +56,15 @@ export interface OurRule {
 const isUid = (p: DataPath) => (r: RuleEntry) =>
   r.uid_start === p.uid && r.uid_end === p.uid && r.fwmark === undefined;
 const dstOf = (r: RuleEntry) => (r.dst && r.dstlen !== undefined ? networkOf(`${r.dst}/${r.dstlen}`) : null);
+/** The rule's source as a plain address (a host; `ip` prints /32 and /128 without the length). */
+const srcOf = (r: RuleEntry) =>
+  r.src &&
+  r.src !== "all" &&
+  ipaddr.isValid(r.src) &&
+  (r.srclen === undefined || r.srclen === (r.src.includes(":") ? 128 : 32))
+    ? ipaddr.parse(r.src).toString()
+    : null;
+const famOf = (ip: string): Family => (ip.includes(":") ? "-6" : "-4");
 
 export function ourRules(p: DataPath): OurRule[] {
   const uid = `${p.uid}-${p.uid}`;
@@ -68,6 +80,19 @@ export function ourRules(p: DataPath): OurRule[] {
         Number(r.table) === p.table,
       why: `marked packets use table ${p.table}`,
     });
+    for (const ip of p.sources.filter((s) => famOf(s) === fam))
+      out.push({
+        fam,
+        args: ["priority", String(p.rulePriority), "from", ip, "lookup", String(p.table)],
+        matches: (r) =>
+          r.priority === p.rulePriority &&
+          srcOf(r) === ip &&
+          r.fwmark === undefined &&
+          r.uid_start === undefined &&
+          Number(r.table) === p.table,
+        why: `connections bound to ${ip} use table ${p.table} (this exit's tunnel, or fail)`,
+      });
+    if (!p.primary) continue;
     for (const cidr of fam === "-4" ? p.clients.v4 : p.clients.v6)
       out.push({
         fam,
@@ -95,11 +120,15 @@ export function ourRules(p: DataPath): OurRule[] {
   return out;
 }
 
-/** A rule in our priority range with our uid, or our mark and table: ours, whichever version added it. */
+/**
+ * A rule in our priority range with our uid (the primary's), our mark and table, or a source address
+ * into our table: ours, whichever version added it.
+ */
 export function isOurRule(p: DataPath, r: RuleEntry): boolean {
   return (
-    (r.uid_start === p.uid && r.uid_end === p.uid) ||
-    (r.fwmark !== undefined && Number(r.fwmark) === p.fwmark && Number(r.table) === p.table)
+    (p.primary && r.uid_start === p.uid && r.uid_end === p.uid) ||
+    (r.fwmark !== undefined && Number(r.fwmark) === p.fwmark && Number(r.table) === p.table) ||
+    (srcOf(r) !== null && r.fwmark === undefined && Number(r.table) === p.table)
   );
 }
 
@@ -117,6 +146,7 @@ export function ruleArgsOf(r: RuleEntry): string[] {
   return [
     "priority",
     String(r.priority),
+    ...(srcOf(r) ? ["from", srcOf(r)!] : []),
     ...(r.uid_start !== undefined ? ["uidrange", `${r.uid_start}-${r.uid_end}`] : []),
     ...(dst ? ["to", dst] : []),
     ...(r.fwmark !== undefined ? ["fwmark", r.fwmark] : []),

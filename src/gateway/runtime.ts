@@ -6,13 +6,17 @@ import { isRunning } from "./wireguard.js";
  * tunnel interface — interface names are unique on the host anyway (wireguard-go's sockets are host-wide):
  *   <if>.json        what `up` changed that `down --purge` must restore (src_valid_mark before us);
  *   <if>.agent.json  the running agent: pid, state and repair counters (read by `status`, `down` and
- *                    the exporter).
+ *                    the exporter);
+ *   <if>.health.json the exit's health for the proxy (unprivileged: it cannot ask WireGuard), which
+ *                    picks pool members by it. World-readable, nothing secret.
+ * WG_EGRESS_RUN_DIR moves them (tests).
  */
 
-export const RUNTIME_DIR = "/run/wg-egress";
+export const RUNTIME_DIR = process.env.WG_EGRESS_RUN_DIR || "/run/wg-egress";
 
 const recordFile = (ifname: string) => `${RUNTIME_DIR}/${ifname}.json`;
 const agentFile = (ifname: string) => `${RUNTIME_DIR}/${ifname}.agent.json`;
+export const healthFile = (ifname: string, dir = RUNTIME_DIR) => `${dir}/${ifname}.health.json`;
 
 function readJson<T>(path: string): T | null {
   try {
@@ -74,3 +78,18 @@ export function readAgentReport(ifname: string): AgentReport | null {
     return null;
   }
 }
+
+/** An exit's health as the agent saw it at its last check. */
+export interface HealthReport {
+  exit: string;
+  interface: string;
+  /** up: link up, tunnel route there, handshake younger than 150 s; else stale or down. */
+  state: "up" | "stale" | "down";
+  /** Seconds since the latest handshake; null = never. */
+  handshakeAgeSeconds: number | null;
+  /** UNIX seconds of the check. */
+  checkedAt: number;
+}
+
+export const writeHealth = (h: HealthReport) => writeJson(healthFile(h.interface), h);
+export const removeHealth = (ifname: string) => rmSync(healthFile(ifname), { force: true });

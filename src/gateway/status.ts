@@ -3,7 +3,7 @@ import { parseHostPort } from "../util/hostport.js";
 import { run } from "../util/run.js";
 import { parseWgDump, type TunnelState, tunnelState } from "../wireguard/dump.js";
 import type { DataPath, GatewayState, RouteEntry, RuleEntry } from "./model.js";
-import { NFT_TABLE, parseNftTable } from "./nft.js";
+import { parseNftTable } from "./nft.js";
 import { killSwitchMissing } from "./plan.js";
 import { isTunnelDefault, isUnreachable, ourRules } from "./routes.js";
 import type { AgentReport } from "./runtime.js";
@@ -32,7 +32,7 @@ export async function observe(p: DataPath): Promise<GatewayState> {
     json<RuleEntry[]>("ip", ["-6", "-j", "rule", "show"]),
     json<RouteEntry[]>("ip", ["-4", "-j", "route", "show", "table", String(p.table)]),
     json<RouteEntry[]>("ip", ["-6", "-j", "route", "show", "table", String(p.table)]),
-    run("nft", ["list", "table", "inet", NFT_TABLE], { allowFail: true }),
+    run("nft", ["list", "table", "inet", p.nftTable], { allowFail: true }),
   ]);
   const l = links?.[0];
   const kind = l?.linkinfo?.info_kind;
@@ -42,7 +42,9 @@ export async function observe(p: DataPath): Promise<GatewayState> {
   } catch {
     // no IPv4 sysctls (unusual); up will try to set it and report the failure
   }
-  const ours = (r: RuleEntry) => r.priority >= p.rulePriority && r.priority <= p.rulePriority + 2;
+  // The primary exit's rules use P, P+1 and P+2; another exit's only P.
+  const last = p.primary ? p.rulePriority + 2 : p.rulePriority;
+  const ours = (r: RuleEntry) => r.priority >= p.rulePriority && r.priority <= last;
   return {
     link: l
       ? {

@@ -27,6 +27,8 @@ export const ADDR = {
   inetVps: "203.0.113.1",
   server: "192.0.2.80",
   exitPublic: "203.0.113.10",
+  /** The second exit's public address (`lab up --exits 2`, see second-exit.ts). */
+  exit2Public: "203.0.113.20",
   exitTunnel: "10.100.0.1",
   gwTunnel: "10.100.0.2",
   /** The internet's DNS server (authoritative for every name: 192.0.2.80). */
@@ -76,8 +78,8 @@ export const leakCounterRuleset = `table inet ${LEAK_TABLE} {
   }
   chain pre {
     type filter hook prerouting priority raw; policy accept;
-    iifname "home0" ip daddr ${ADDR.exitPublic} udp dport ${WG_PORT} counter name ${WIREGUARD_COUNTER} accept
-    iifname "home0" ip daddr ${ADDR.exitPublic} icmp type destination-unreachable counter name ${WIREGUARD_COUNTER} accept
+    iifname "home0" ip daddr { ${ADDR.exitPublic}, ${ADDR.exit2Public} } udp dport ${WG_PORT} counter name ${WIREGUARD_COUNTER} accept
+    iifname "home0" ip daddr { ${ADDR.exitPublic}, ${ADDR.exit2Public} } icmp type destination-unreachable counter name ${WIREGUARD_COUNTER} accept
     iifname "home0" ip daddr ${ADDR.server} tcp dport ${CONTROL_PORT} counter name ${OWN_COUNTER} accept
     iifname "home0" ip6 saddr { ::, fe80::/10 } accept
     iifname "home0" ip6 daddr ff00::/8 accept
@@ -151,8 +153,8 @@ export function networkCommands(): Cmd[] {
 }
 
 /** After the exit setup loaded conntrack there: forget idle connections quickly. */
-export function exitConntrackCommand(): Cmd {
-  return sysctl(NS.exit, "net.netfilter.nf_conntrack_tcp_timeout_established", EXIT_CONNTRACK_TIMEOUT);
+export function exitConntrackCommand(ns: string = NS.exit): Cmd {
+  return sysctl(ns, "net.netfilter.nf_conntrack_tcp_timeout_established", EXIT_CONNTRACK_TIMEOUT);
 }
 
 /** The lab's config file (gateway + exit + proxy sections of the one wg-egress config). */

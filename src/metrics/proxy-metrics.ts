@@ -11,12 +11,17 @@ export interface ProxyMetrics {
   dnsSeconds: Histogram<"outcome">;
   refused: Counter<"reason">;
   relayBuffers: Gauge<string>;
+  exitConnections: Counter<"exit" | "result">;
+  exitBytes: Counter<"exit" | "direction">;
+  exitOpen: Gauge<"exit">;
+  /** Relaying connections per exit, counted at each scrape (set by the server). */
+  openByExit: () => Map<string, number>;
 }
 
 export function createProxyMetrics(): ProxyMetrics {
   const registry = new Registry();
   const registers = [registry];
-  return {
+  const metrics: ProxyMetrics = {
     registry,
     active: new Gauge({
       name: "wg_egress_proxy_active_connections",
@@ -62,5 +67,29 @@ export function createProxyMetrics(): ProxyMetrics {
         this.set(relayBufferBytes());
       },
     }),
+    exitConnections: new Counter({
+      name: "wg_egress_proxy_exit_connections_total",
+      help: "Finished connections by the exit they were sent to (exits:; the one exit is 'default') and result; exit 'none' with result no_exit: no healthy pool member.",
+      labelNames: ["exit", "result"],
+      registers,
+    }),
+    exitBytes: new Counter({
+      name: "wg_egress_proxy_exit_bytes_total",
+      help: "Bytes relayed by exit: up = client to destination, down = destination to client.",
+      labelNames: ["exit", "direction"],
+      registers,
+    }),
+    exitOpen: new Gauge({
+      name: "wg_egress_proxy_exit_open_connections",
+      help: "Connections relaying now, by exit.",
+      labelNames: ["exit"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [exit, n] of metrics.openByExit()) this.set({ exit }, n);
+      },
+    }),
+    openByExit: () => new Map(),
   };
+  return metrics;
 }

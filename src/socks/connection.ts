@@ -112,6 +112,10 @@ export class Connection {
   protocol: "socks5" | "http" | undefined;
   dest: string | undefined;
   resolved: string | undefined;
+  /** The authenticated user (only when authentication is required: otherwise any name is accepted). */
+  user: string | undefined;
+  /** The exit the connection was sent to (several exits). */
+  exit: string | undefined;
   /** SOCKS reply code sent (HTTP: the equivalent code); -1 = none. */
   reply = -1;
   /** Why the connection ended early (malformed, auth_failed, handshake_timeout, drain_deadline, ...). */
@@ -206,6 +210,7 @@ export class Connection {
         const okay = !this.settings.requireAuth || this.settings.users.verify(username, password);
         this.client.write(serializeAuthReply(okay));
         if (!okay) return this.end("auth_failed");
+        if (this.settings.requireAuth) this.user = username;
         this.stage = S.Request;
         return off + r.length;
       }
@@ -235,6 +240,7 @@ export class Connection {
         if (requireAuth && !(credentials && users.verify(credentials.username, credentials.password))) {
           return this.httpEnd(407, "auth_failed");
         }
+        if (requireAuth) this.user = credentials?.username;
         this.begin(buf, off + r.length, host, port);
         this.request(host, port);
         return -1;
@@ -318,10 +324,23 @@ export class Connection {
   private tryNext(): void {
     const ip = this.candidates.shift()!;
     this.resolved = ip;
+    // The exit is chosen per address connected to (a rule may name destinations).
+    const choice = this.settings.egress?.choose({
+      user: this.user,
+      client: this.clientIp,
+      destination: ip,
+      port: this.port,
+    });
+    this.exit = choice?.exit;
+    if (choice?.refused !== undefined) {
+      this.fail(REP.networkUnreachable, choice.refused, "no_exit");
+      return;
+    }
     const ka = this.settings.keepaliveMs;
     const up: Tagged = connectLeg(
       {
         host: ip,
+        localAddress: choice?.localAddress,
         port: this.port,
         allowHalfOpen: true,
         noDelay: true,
@@ -367,6 +386,7 @@ export class Connection {
     UdpAssociation.open(this.client.localAddress ?? "", this.clientIp, port, this.settings, {
       observeDns: (s, o) => h.observeDns(s, o),
       crashed: (err) => this.crashed(err),
+      user: this.user,
     }).then(
       (udp) => {
         if (this.stage !== S.Connecting) udp.close();
@@ -420,7 +440,10 @@ export class Connection {
   private fail(rep: number, why: string | undefined, outcome?: string): number {
     this.reply = rep;
     this.why = why;
-    if (this.protocol === "http") return this.httpEnd(httpStatusForReply(rep), outcome, why, replyText(rep));
+    if (this.protocol === "http")
+      return outcome === "no_exit"
+        ? this.httpEnd(503, outcome, why, "no exit is available for this connection now")
+        : this.httpEnd(httpStatusForReply(rep), outcome, why, replyText(rep));
     this.client.write(serializeReply(rep));
     return this.end(outcome);
   }

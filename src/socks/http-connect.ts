@@ -76,6 +76,7 @@ const REASONS: Record<number, string> = {
   407: "Proxy Authentication Required",
   431: "Request Header Fields Too Large",
   502: "Bad Gateway",
+  503: "Service Unavailable",
   504: "Gateway Timeout",
 };
 

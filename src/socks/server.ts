@@ -57,7 +57,8 @@ function listenFix(code: string | undefined, at: string): string {
 }
 
 function resultOf(conn: Connection): string {
-  if (conn.outcome === "malformed" || conn.outcome === "internal_error") return conn.outcome;
+  if (conn.outcome === "malformed" || conn.outcome === "internal_error" || conn.outcome === "no_exit")
+    return conn.outcome;
   if (conn.reply === REP.succeeded) return conn.outcome ?? "ok"; // or how we ended it: idle_timeout, drain_deadline
   if (conn.reply === REP.notAllowed) return "refused";
   if (conn.reply >= 0) return "failed";
@@ -99,6 +100,12 @@ export class ProxyServer implements ConnectionHost {
     this.current = settings;
     this.connectionLog = batchedLogger(log);
     setRelayBufferBudget(settings.relayBufferBytes);
+    metrics.openByExit = () => {
+      const open = new Map<string, number>();
+      for (const c of this.connections)
+        if (c.exit !== undefined && c.reply === REP.succeeded) open.set(c.exit, (open.get(c.exit) ?? 0) + 1);
+      return open;
+    };
   }
 
   /** True from the start of shutdown: /healthz answers 503 then. */
@@ -259,6 +266,12 @@ export class ProxyServer implements ConnectionHost {
     if (up > 0) m.bytes.inc({ direction: "up" }, up);
     if (down > 0) m.bytes.inc({ direction: "down" }, down);
     if (conn.handshakeSeconds >= 0) m.handshakeSeconds.observe(conn.handshakeSeconds);
+    if (conn.exit !== undefined || result === "no_exit") {
+      const exit = conn.exit ?? "none";
+      m.exitConnections.inc({ exit, result });
+      if (up > 0) m.exitBytes.inc({ exit, direction: "up" }, up);
+      if (down > 0) m.exitBytes.inc({ exit, direction: "down" }, down);
+    }
     this.connectionLog.info(
       {
         id: conn.id,
@@ -266,6 +279,8 @@ export class ProxyServer implements ConnectionHost {
         protocol: conn.protocol,
         destination: conn.dest,
         resolved: conn.resolved,
+        user: conn.user,
+        exit: conn.exit,
         reply: conn.reply >= 0 ? conn.reply : undefined,
         result,
         why: conn.why,

@@ -1,6 +1,7 @@
 import type { ProxyConfig } from "../config/proxy-schema.js";
 import { ClientPolicy, defaultClientCidrs } from "../policy/clients.js";
 import { DestinationPolicy } from "../policy/destination.js";
+import type { Egress } from "../policy/egress.js";
 import { DestinationResolver } from "../policy/resolve.js";
 import { UsageError } from "../util/errors.js";
 import type { HostPort } from "../util/hostport.js";
@@ -33,6 +34,8 @@ export interface ProxySettings {
   /** Process-wide memory for the relay's large read buffers. */
   relayBufferBytes: number;
   httpConnect: boolean;
+  /** Which exit each connection leaves through (several exits); undefined: the one tunnel, nothing bound. */
+  egress: Egress | undefined;
 }
 
 const ms = (seconds: number) => Math.round(seconds * 1000);
@@ -63,7 +66,7 @@ function authOf(cfg: ProxyConfig): { users: UserStore; requireAuth: boolean; ope
 }
 
 /** Reads the users file too; throws a UserError on a bad one. */
-export function buildSettings(cfg: ProxyConfig): ProxySettings {
+export function buildSettings(cfg: ProxyConfig, egress?: Egress): ProxySettings {
   const listen = cfg.listen;
   const clients = new ClientPolicy(
     cfg.allowClients.length > 0 ? cfg.allowClients : defaultClientCidrs(listen),
@@ -83,6 +86,7 @@ export function buildSettings(cfg: ProxyConfig): ProxySettings {
     maxPerClient: cfg.limits.maxPerClient,
     relayBufferBytes: cfg.limits.relayBufferMiB * 1024 * 1024,
     httpConnect: cfg.httpConnect,
+    egress,
   };
 }
 

@@ -20,18 +20,20 @@ export interface AssociationHost {
   observeDns(seconds: number, outcome: string): void;
   /** A bug hit while handling a datagram: the connection (and with it the association) ends. */
   crashed(err: unknown): void;
+  /** The authenticated user, for the choice of exit. */
+  readonly user: string | undefined;
 }
 
 /**
  * One UDP ASSOCIATE (RFC 1928 §7): a socket facing the client, bound to the address the client
- * reached us on, and outbound sockets (per family) whose source the routing (and the gateway's
- * marking) chooses. Every datagram goes through the same name check and destination policy as a
+ * reached us on, and outbound sockets (per family, or per exit's tunnel address with several exits)
+ * whose source the routing (and the gateway's marking) chooses. Every datagram goes through the same name check and destination policy as a
  * CONNECT, on its resolved address; only answers from destinations the client has sent to are relayed
  * back, each with the RFC header. The association lives exactly as long as its TCP control connection.
  */
 export class UdpAssociation {
-  private out4: Socket | undefined;
-  private out6: Socket | undefined;
+  /** Outbound sockets by the address they are bound to ("" + family when unbound). */
+  private readonly outs = new Map<string, Socket>();
   private clientPort: number;
   /** "ip|port" of the destinations sent to, in order of last use (a Map keeps insertion order). */
   private readonly peers = new Map<string, true>();
@@ -158,24 +160,49 @@ export class UdpAssociation {
     this.peers.delete(key);
     this.peers.set(key, true);
     if (this.peers.size > MAX_PEERS) this.peers.delete(this.peers.keys().next().value!);
+    const choice = this.settings.egress?.choose({
+      user: this.host.user,
+      client: this.clientIp,
+      destination: ip,
+      port,
+    });
+    if (choice?.refused !== undefined) {
+      this.dropped++;
+      return;
+    }
     this.up += data.length;
-    this.outbound(isIPv4(ip)).send(data, port, ip);
+    this.outbound(isIPv4(ip), choice?.localAddress).send(data, port, ip);
   }
 
-  private outbound(v4: boolean): Socket {
-    let s = v4 ? this.out4 : this.out6;
+  private outbound(v4: boolean, localAddress: string | undefined): Socket {
+    const key = localAddress ?? (v4 ? "4" : "6");
+    let s = this.outs.get(key);
     if (!s) {
-      s = createSocket(v4 ? "udp4" : "udp6");
-      s.on("message", (msg, from) => {
+      const sock = createSocket(v4 ? "udp4" : "udp6");
+      s = sock;
+      sock.on("message", (msg, from) => {
         try {
           this.fromDestination(msg, from);
         } catch (err) {
           this.host.crashed(err);
         }
       });
-      s.on("error", () => {}); // e.g. ICMP unreachable surfacing as ECONNREFUSED: UDP carries on
-      if (v4) this.out4 = s;
-      else this.out6 = s;
+      let bound = localAddress === undefined;
+      sock.on("error", () => {
+        // e.g. ICMP unreachable surfacing as ECONNREFUSED: UDP carries on. A bind that failed (the
+        // exit's address is gone) drops what was queued; the socket is never used again, since a later
+        // send would bind it to any address, outside its exit.
+        if (bound || this.outs.get(key) !== sock) return;
+        this.outs.delete(key);
+        sock.close();
+      });
+      if (localAddress !== undefined) {
+        sock.once("listening", () => {
+          bound = true;
+        });
+        sock.bind(0, localAddress);
+      }
+      this.outs.set(key, sock);
     }
     return s;
   }
@@ -191,7 +218,7 @@ export class UdpAssociation {
   }
 
   close(): void {
-    for (const s of [this.relay, this.out4, this.out6]) {
+    for (const s of [this.relay, ...this.outs.values()]) {
       try {
         s?.close();
       } catch {

@@ -124,6 +124,10 @@ test("the agent applies, then repairs every break by itself, one log line per re
       fwmark: 0,
       table: 0,
       rulePriority: 0,
+      nftTable: "wg-egress",
+      primary: true,
+      sources: [],
+      otherSources: [],
       uid: 0,
       clients: { v4: [], v6: [] },
     }).map(({ name }): [string, string, () => unknown] => [

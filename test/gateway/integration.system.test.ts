@@ -255,6 +255,10 @@ test("each chain of the ruleset deleted in turn: status says NOT armed, up repai
     fwmark: 0xca6c,
     table: 51820,
     rulePriority: 5182,
+    nftTable: "wg-egress",
+    primary: true,
+    sources: [],
+    otherSources: [],
     uid: 400,
     clients: { v4: [], v6: [] },
   };

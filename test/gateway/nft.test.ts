@@ -15,6 +15,10 @@ const p: DataPath = {
   fwmark: 0xca6c,
   table: 51820,
   rulePriority: 5182,
+  nftTable: "wg-egress",
+  primary: true,
+  sources: [],
+  otherSources: [],
   uid: 400,
   clients: { v4: ["10.1.0.0/24", "10.42.0.0/16"], v6: ["fd00:1::/64"] },
 };

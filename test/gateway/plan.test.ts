@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { resolveExits } from "../../src/config/exits.js";
 import { parseConfig } from "../../src/config/load.js";
 import {
   type GatewayState,
@@ -34,10 +35,11 @@ const OURS = "ZwTf6iQMwlGoSQNdr5Kwm6qmqhFM49kteziBXVxfih4=";
 const LAN = { v4: ["10.1.0.0/24"], v6: ["fd00:1::/64"] };
 
 function spec(gateway: Record<string, unknown> = {}, clients = LAN): UpSpec {
-  const gw = parseConfig({
+  const c = parseConfig({
     gateway: { peer: { publicKey: PEER, endpoint: "203.0.113.10:51820" }, ...gateway },
-  }).gateway;
-  return upSpecOf(gw, 400, OURS, clients);
+  });
+  const exits = resolveExits(c.gateway, c.exits);
+  return upSpecOf(exits[0], exits, c.gateway.implementation, 400, OURS, clients);
 }
 
 /** An `ip -j rule show` entry for one of our rules, as iproute2 prints it. */
@@ -338,12 +340,13 @@ test("a DNS-name endpoint is pointed at its current address; the home address ch
 });
 
 test("missing peer settings and unknown users are one-line errors", () => {
-  const gw = parseConfig({}).gateway;
-  assert.throws(() => upSpecOf(gw, 400, OURS), /gateway\.peer\.publicKey is missing/);
+  const c = parseConfig({});
+  const exits = resolveExits(c.gateway, c.exits);
+  assert.throws(() => upSpecOf(exits[0], exits, "auto", 400, OURS), /gateway\.peer\.publicKey is missing/);
   const passwd = join(tempDir("wgetest-pw-"), "passwd");
   writeFileSync(passwd, "root:x:0:0::/root:/bin/sh\nsocks:x:412:412::/:/usr/sbin/nologin\n");
   assert.equal(resolveProxyUid(parseConfig({ gateway: { proxyUser: "socks" } }).gateway, passwd), 412);
-  assert.equal(resolveProxyUid(gw, passwd), 400);
+  assert.equal(resolveProxyUid(c.gateway, passwd), 400);
   assert.throws(
     () => resolveProxyUid(parseConfig({ gateway: { proxyUser: "nobody2" } }).gateway, passwd),
     /unknown user "nobody2"/,

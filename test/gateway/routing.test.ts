@@ -42,6 +42,10 @@ const p: DataPath = {
   fwmark: 0xca6c,
   table: 51820,
   rulePriority: 100,
+  nftTable: "wg-egress",
+  primary: true,
+  sources: [],
+  otherSources: [],
   uid: 400,
   clients: { v4: ["10.1.0.0/24"], v6: [] },
 };

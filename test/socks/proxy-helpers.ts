@@ -33,14 +33,14 @@ export interface ProxyProcess {
  */
 export async function startProxy(
   args: string[],
-  opts: { listeners?: number; wrap?: string[] } = {},
+  opts: { listeners?: number; wrap?: string[]; env?: NodeJS.ProcessEnv } = {},
 ): Promise<ProxyProcess> {
   const hasListen = args.includes("--listen");
   const argv = [process.execPath, MAIN, "proxy", ...(hasListen ? [] : ["--listen", "127.0.0.1:0"]), ...args];
   const [cmd, ...rest] = [...(opts.wrap ?? []), ...argv];
   const child = spawn(cmd!, rest, {
     stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, WG_EGRESS_CONFIG: "" },
+    env: { ...process.env, WG_EGRESS_CONFIG: "", ...opts.env },
   });
   const logs: LogLine[] = [];
   const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];

@@ -3,7 +3,7 @@ import { labDown, labLeftovers } from "../../lab/down.js";
 import { runScenarios } from "../../lab/scenarios.js";
 import { LAB_NAMESPACES, USAGE } from "../../lab/topology.js";
 import { labUp } from "../../lab/up.js";
-import { OperationError } from "../../util/errors.js";
+import { OperationError, UsageError } from "../../util/errors.js";
 import type { Invocation } from "../command.js";
 
 function requireRoot(): void {
@@ -11,9 +11,11 @@ function requireRoot(): void {
     throw new OperationError("the lab creates network namespaces: run it as root");
 }
 
-export async function up(): Promise<void> {
+export async function up({ opts: o }: Invocation<{ exits?: string }>): Promise<void> {
+  if (o.exits !== undefined && o.exits !== "1" && o.exits !== "2")
+    throw new UsageError(`lab up --exits ${o.exits}: the lab has 1 or 2 exits`);
   requireRoot();
-  await labUp();
+  await labUp({ exits: o.exits === "2" ? 2 : 1 });
   process.stdout.write(USAGE);
 }
 

@@ -1,0 +1,163 @@
+import { createHash } from "node:crypto";
+import ipaddr from "ipaddr.js";
+import type { RoutesConfig } from "../config/egress-schema.js";
+import type { ExitSpec } from "../config/exits.js";
+
+/**
+ * Which exit a connection leaves through. PURE: the rules of `routes:` (first match wins, else the
+ * default), then for a pool the member that is healthy — sticky per user (or client address) through
+ * rendezvous hashing, so a user keeps its exit while it is healthy, moves when it is not, and comes back
+ * when it is again. A route to one exit never moves: when that exit is down its connections fail (the
+ * kernel's kill switch), they never leave through another exit.
+ */
+
+/** An exit's health as the proxy knows it from the gateway agent. */
+export type Health = "healthy" | "unknown" | "unhealthy";
+
+export interface RouteRequest {
+  user?: string;
+  client: string;
+  /** The address connected to (after DNS). */
+  destination: string;
+  port: number;
+}
+
+export interface Target {
+  /** The exit or pool a rule (or the default) named. */
+  name: string;
+  /** Its exits: one for an exit, the members for a pool. */
+  members: string[];
+  pool: boolean;
+  /** Index of the matching rule; -1 = the default. */
+  rule: number;
+}
+
+type Net = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+function parseNet(c: string): Net {
+  if (c.includes("/")) return ipaddr.parseCIDR(c);
+  const a = ipaddr.parse(c);
+  return [a, a.kind() === "ipv4" ? 32 : 128];
+}
+
+function inAny(nets: readonly Net[], ip: string): boolean {
+  if (!ipaddr.isValid(ip)) return false;
+  const a = ipaddr.process(ip);
+  return nets.some(([net, len]) => net.kind() === a.kind() && a.match(net, len));
+}
+
+interface CompiledRule {
+  users?: Set<string>;
+  clients?: Net[];
+  destinations?: Net[];
+  ports?: Set<number>;
+  target: Target;
+}
+
+export class EgressRoutes {
+  private readonly rules: CompiledRule[];
+  private readonly fallback: Target;
+
+  constructor(exits: readonly ExitSpec[], pools: Record<string, string[]>, routes: RoutesConfig | undefined) {
+    const target = (name: string, rule: number): Target =>
+      name in pools && !exits.some((x) => x.name === name)
+        ? { name, members: pools[name], pool: true, rule }
+        : { name, members: [name], pool: false, rule };
+    this.rules = (routes?.rules ?? []).map((r, i) => ({
+      users: r.users && new Set(r.users),
+      clients: r.clients?.map(parseNet),
+      destinations: r.destinations?.map(parseNet),
+      ports: r.ports && new Set(r.ports),
+      target: target(r.to, i),
+    }));
+    this.fallback = target(routes?.default ?? exits[0].name, -1);
+  }
+
+  /** The target of the first rule that matches, else the default. */
+  select(req: RouteRequest): Target {
+    for (const r of this.rules) {
+      if (r.users && (req.user === undefined || !r.users.has(req.user))) continue;
+      if (r.clients && !inAny(r.clients, req.client)) continue;
+      if (r.destinations && !inAny(r.destinations, req.destination)) continue;
+      if (r.ports && !r.ports.has(req.port)) continue;
+      return r.target;
+    }
+    return this.fallback;
+  }
+}
+
+const score = (key: string, member: string) =>
+  createHash("sha256").update(`${key}\0${member}`).digest().readUInt32BE(0);
+
+/**
+ * The exit for a new connection to `target`, or null: refuse at once. One exit: always that one (its
+ * own kill switch decides). A pool: the healthy members first, then those of unknown health (no agent
+ * report yet); unhealthy members never; among equals the one `key` (user, else client address) ranks
+ * highest, so each user sticks to its exit and only the users of a failed member move.
+ */
+export function pickExit(target: Target, health: (exit: string) => Health, key: string): string | null {
+  if (!target.pool) return target.members[0];
+  for (const want of ["healthy", "unknown"] as const) {
+    let best: string | null = null;
+    let bestScore = -1;
+    for (const m of target.members) {
+      if (health(m) !== want) continue;
+      const s = score(key, m);
+      if (s > bestScore) [best, bestScore] = [m, s];
+    }
+    if (best) return best;
+  }
+  return null;
+}
+
+/** An exit's tunnel addresses: what the proxy binds a connection to so it is routed into that exit. */
+export interface ExitSource {
+  v4?: string;
+  v6?: string;
+}
+
+export type EgressChoice =
+  | { exit: string; localAddress?: string; refused?: undefined }
+  | { exit?: string; refused: string };
+
+/**
+ * The proxy's side of several exits: the exit for each new connection and the address to bind it to.
+ * With one exit nothing is bound (today's data path: the proxy's uid is routed into the tunnel).
+ */
+export class Egress {
+  constructor(
+    private readonly routes: EgressRoutes,
+    /** null: one exit, nothing to bind. */
+    private readonly sources: ReadonlyMap<string, ExitSource> | null,
+    private readonly health: (exit: string) => Health,
+  ) {}
+
+  choose(req: RouteRequest): EgressChoice {
+    const target = this.routes.select(req);
+    const exit = pickExit(target, this.health, req.user ?? req.client);
+    if (exit === null) return { refused: `no healthy exit in pool ${target.name}` };
+    if (!this.sources) return { exit };
+    const src = this.sources.get(exit);
+    const v6 = ipaddr.isValid(req.destination) && ipaddr.process(req.destination).kind() === "ipv6";
+    const localAddress = v6 ? src?.v6 : src?.v4;
+    if (!localAddress) return { exit, refused: `exit ${exit} has no IPv${v6 ? 6 : 4} tunnel address` };
+    return { exit, localAddress };
+  }
+}
+
+/** The proxy's Egress for the exits of a config (`health`: the agents' reports, slice by slice). */
+export function egressOf(
+  exits: readonly ExitSpec[],
+  pools: Record<string, string[]>,
+  routes: RoutesConfig | undefined,
+  health: (exit: string) => Health,
+): Egress {
+  const host = (cidr: string) => ipaddr.parseCIDR(cidr)[0].toString();
+  const sources =
+    exits.length > 1
+      ? new Map(
+          exits.map((x) => [x.name, { v4: host(x.address), v6: x.address6 ? host(x.address6) : undefined }]),
+        )
+      : null;
+  return new Egress(new EgressRoutes(exits, pools, routes), sources, health);
+}
