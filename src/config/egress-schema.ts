@@ -39,7 +39,7 @@ export const exitEntrySchema = z
       .optional(),
     fwmark: intOrHex.optional(),
     table: intOrHex.optional(),
-    rulePriority: z.number().int().min(1).max(32765).optional(),
+    rulePriority: z.number().int().min(1).max(32763).optional(),
     mtu: z.number().int().min(1280).max(9000).optional(),
   })
   .strict();

@@ -128,6 +128,13 @@ export function exitProblems(exits: readonly ExitSpec[], explicit: boolean): Pro
     claim(x, "address", "tunnel address", hostOf(x.address));
     if (x.address6) claim(x, "address6", "tunnel address", hostOf(x.address6));
     claim(x, "listenPort", "listen port", x.listenPort);
+    // A lookup into one of these would be main's (or the kernel's) table: the unreachable route that
+    // keeps the exit fail-closed would land there.
+    if ([0, 253, 254, 255].includes(x.table))
+      out.push({
+        path: at(x, "table"),
+        message: `exit ${x.name} uses routing table ${x.table}, which the kernel reserves (0, 253 default, 254 main, 255 local): set table to another number`,
+      });
     if (!x.primary && x.rulePriority >= primary.rulePriority)
       out.push({
         path: at(x, "rulePriority"),
@@ -147,6 +154,7 @@ export function routeProblems(
   exits: readonly ExitSpec[],
   pools: Record<string, string[]>,
   routes: RoutesConfig | undefined,
+  authRequired: boolean,
 ): Problem[] {
   const out: Problem[] = [];
   const names = new Set(exits.map((x) => x.name));
@@ -176,6 +184,13 @@ export function routeProblems(
       out.push({
         path: ["routes", "rules", i, "to"],
         message: `route rule ${i + 1} goes to ${r.to}, which is neither an exit nor a pool (known: ${targets})`,
+      });
+    // Without a password a user name proves nothing, so the proxy never matches one: say so instead
+    // of sending those users through the default exit.
+    if (r.users && !authRequired)
+      out.push({
+        path: ["routes", "rules", i, "users"],
+        message: `route rule ${i + 1} matches users, but the proxy asks no password (no proxy.users or usersFile, or proxy.auth: none): add users, or route by clients`,
       });
   });
   return out;

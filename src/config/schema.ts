@@ -61,7 +61,9 @@ export const configSchema = z.preprocess(
     .superRefine((c, ctx) => {
       const exits = resolveExits(c.gateway, c.exits);
       const problems = exitProblems(exits, c.exits !== undefined);
-      for (const p of [...problems, ...routeProblems(exits, c.pools, c.routes)])
+      const authRequired =
+        c.proxy.auth !== "none" && (c.proxy.users.length > 0 || c.proxy.usersFile !== undefined);
+      for (const p of [...problems, ...routeProblems(exits, c.pools, c.routes, authRequired)])
         ctx.addIssue({ code: "custom", path: p.path, message: p.message, input: valueAt(c, p.path) });
     }),
 );

@@ -114,6 +114,7 @@ test("a route or pool naming an unknown exit is a one-line error naming it", () 
   // and a valid one passes
   const c = parseConfig({
     exits,
+    proxy: { users: [{ name: "alice", password: "secret" }] },
     pools: { irc: ["fra", "hel"] },
     routes: {
       default: "irc",
@@ -136,4 +137,28 @@ test("every command stops on such a config with exit 2 and the one line, before 
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr, /routes\.rules\[0\]\.to = "helsinki": route rule 1 goes to helsinki/);
   assert.equal(r.stdout, "");
+});
+
+test("rules by user need a proxy that asks for passwords; exits never use the kernel's reserved tables", () => {
+  const exits = [{ name: "fra" }, { name: "hel", address: "10.100.1.2/24" }];
+  const byUser = { exits, routes: { rules: [{ users: ["alice"], to: "hel" }] } };
+  assert.match(
+    errorOf(byUser),
+    /routes\.rules\[0\]\.users.*route rule 1 matches users, but the proxy asks no password/,
+  );
+  assert.match(
+    errorOf({ ...byUser, proxy: { users: [{ name: "alice", password: "pw" }], auth: "none" } }),
+    /route rule 1 matches users, but the proxy asks no password/,
+  );
+  assert.equal(
+    parseConfig({ ...byUser, proxy: { users: [{ name: "alice", password: "pw" }] } }).routes?.rules.length,
+    1,
+  );
+  // 252 + 1 = the kernel's "default" table for the second exit
+  assert.match(
+    errorOf({ gateway: { table: 252 }, exits }),
+    /exit hel uses routing table 253, which the kernel reserves/,
+  );
+  assert.match(errorOf({ exits: [{ name: "fra", table: 255 }] }), /exit fra uses routing table 255/);
+  assert.match(errorOf({ exits: [{ name: "fra", rulePriority: 32764 }] }), /rulePriority/);
 });

@@ -5,8 +5,11 @@ import { parseConfig } from "../../src/config/load.js";
 import { EgressRoutes, egressOf, type Health, pickExit } from "../../src/policy/egress.js";
 import { healthOf, STALE_REPORT_S } from "../../src/policy/exit-health.js";
 
+/** Rules by user need a proxy that asks for passwords. */
+const withUsers = { users: [{ name: "alice", password: "pw" }] };
+
 function routesOf(raw: Record<string, unknown>): EgressRoutes {
-  const c = parseConfig(raw);
+  const c = parseConfig({ proxy: withUsers, ...raw });
   return new EgressRoutes(resolveExits(c.gateway, c.exits), c.pools, c.routes);
 }
 
@@ -133,6 +136,7 @@ test("Egress binds to the chosen exit's address of the destination's family; one
   const c = parseConfig({
     exits: [{ name: "fra" }, { name: "hel", address: "10.100.1.2/24", address6: "fd00:1::2/64" }],
     routes: { rules: [{ users: ["bob"], to: "hel" }] },
+    proxy: withUsers,
   });
   const e = egressOf(resolveExits(c.gateway, c.exits), c.pools, c.routes, () => "healthy");
   assert.deepEqual(e.choose(req({ user: "bob" })), { exit: "hel", localAddress: "10.100.1.2" });
