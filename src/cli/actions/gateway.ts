@@ -12,6 +12,8 @@ import type { Step } from "../../gateway/model.js";
 import { describeStep } from "../../gateway/plan.js";
 import { readAgentReport } from "../../gateway/runtime.js";
 import { formatStatus, observe, summarize } from "../../gateway/status.js";
+import { errorMessage, OperationError } from "../../util/errors.js";
+import { log } from "../../util/log.js";
 import type { Invocation } from "../command.js";
 
 export interface GatewayOpts {
@@ -42,6 +44,9 @@ export async function up({ opts: o, config }: Run): Promise<void> {
     );
 }
 
+/** How often `gateway run` tries again to start the agent of an exit whose config or key could not be read. */
+const RETRY_START_MS = 10_000;
+
 export async function run({ opts: o, config, source }: Run): Promise<void> {
   requireRoot("gateway run");
   // Log level; a bad config or an unknown exit stops here with one line.
@@ -49,19 +54,43 @@ export async function run({ opts: o, config, source }: Run): Promise<void> {
   // One agent per exit (all of them, or the one --exit names), each with its own watchers and report.
   // Re-read at every check: the config and the key file may change while the agent runs (secrets rotate).
   const agents: GatewayAgent[] = [];
-  try {
-    for (const x of exits) {
-      const agent = new GatewayAgent({
-        exit: x.name,
-        load: () => loadUpSpec(loadConfig(source.file, source.overrides), x.name),
-      });
-      await agent.start();
-      agents.push(agent);
+  let stopping = false;
+  const start = async (name: string) => {
+    const agent = new GatewayAgent({
+      exit: name,
+      load: () => loadUpSpec(loadConfig(source.file, source.overrides), name),
+    });
+    await agent.start(); // throws before changing anything
+    if (stopping) await agent.stop();
+    else agents.push(agent);
+  };
+  // With several exits, one that cannot start (its key file missing, say) must not leave the others
+  // unrepaired: they run, and its start is tried again until it works.
+  const waiting = new Set<string>();
+  for (const x of exits)
+    await start(x.name).catch((e: unknown) => {
+      if (exits.length === 1) throw e;
+      waiting.add(x.name);
+      log.error({ exit: x.name, err: errorMessage(e) }, "exit agent not started; the other exits are served");
+    });
+  if (!agents.length)
+    throw new OperationError(`no exit agent could start (${[...waiting].join(", ")}): see the log`);
+  const retry = setInterval(() => {
+    for (const name of waiting) {
+      waiting.delete(name); // one attempt at a time per exit
+      start(name).then(
+        () => log.info({ exit: name }, "exit agent started"),
+        () => waiting.add(name),
+      );
     }
+  }, RETRY_START_MS);
+  try {
     await new Promise<void>((resolve) => {
       process.once("SIGTERM", resolve).once("SIGINT", resolve);
     });
   } finally {
+    stopping = true;
+    clearInterval(retry);
     for (const a of agents) await a.stop();
   }
 }
