@@ -4,6 +4,7 @@ import { DestinationPolicy } from "../policy/destination.js";
 import { DestinationResolver } from "../policy/resolve.js";
 import { UserError } from "../util/errors.js";
 import { type HostPort, parseHostPort } from "../util/hostport.js";
+import { defaultMaxConnections, readFdLimit } from "./fd-limit.js";
 import { readUsersFile, UserStore } from "./users.js";
 
 /**
@@ -79,7 +80,7 @@ export function buildSettings(cfg: ProxyConfig): ProxySettings {
     idleTimeoutMs: ms(cfg.idleTimeoutSeconds),
     handshakeTimeoutMs: ms(cfg.handshakeTimeoutSeconds),
     connectTimeoutMs: ms(cfg.connectTimeoutSeconds),
-    maxConnections: cfg.limits.maxConnections,
+    maxConnections: cfg.limits.maxConnections ?? defaultMaxConnections(readFdLimit()?.soft),
     maxPerClient: cfg.limits.maxPerClient,
     relayBufferBytes: cfg.limits.relayBufferMiB * 1024 * 1024,
     httpConnect: cfg.httpConnect,
