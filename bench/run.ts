@@ -20,7 +20,7 @@ import {
   type ThroughputRun,
   throughputRun,
 } from "./measure.js";
-import { type Running, startTarget, TARGETS, type TargetName } from "./proxies.js";
+import { microsocks105Skip, type Running, startTarget, TARGETS, type TargetName } from "./proxies.js";
 import { type Figures, renderTable, renderVerdicts, verdicts } from "./report.js";
 import { startHoldServer } from "./servers.js";
 import { median } from "./stats.js";
@@ -65,6 +65,8 @@ function ensureFdLimit(): void {
   process.exit(r.status ?? 1);
 }
 
+const progress = (msg: string) => process.stderr.write(`${msg}\n`);
+
 function parseArgs(argv: string[]): Settings {
   const only = (v: string) => {
     const names = v.split(",").map((s) => s.trim());
@@ -86,11 +88,17 @@ function parseArgs(argv: string[]): Settings {
     .parse(argv)
     .opts<{ only?: TargetName[]; quick?: boolean; runs?: number; idle?: number }>();
   const quick = Boolean(opts.quick);
+  let targets = TARGETS.filter((t) => !opts.only || opts.only.includes(t));
+  const skip105 = microsocks105Skip();
+  if (skip105 && targets.includes("microsocks-1.0.5")) {
+    progress(`microsocks-1.0.5: ${skip105}`);
+    targets = targets.filter((t) => t !== "microsocks-1.0.5");
+  }
   // Each idle proxied connection costs the proxy two descriptors.
   const fdHard = readFdLimit()?.hard ?? Number.POSITIVE_INFINITY;
   const idleWanted = opts.idle ?? (quick ? 2000 : 10_000);
   return {
-    targets: TARGETS.filter((t) => !opts.only || opts.only.includes(t)),
+    targets,
     runs: opts.runs ?? (quick ? 1 : 3),
     throughputSeconds: quick ? 1 : 3,
     rateMs: quick ? 1000 : 3000,
@@ -101,7 +109,6 @@ function parseArgs(argv: string[]): Settings {
   };
 }
 
-const progress = (msg: string) => process.stderr.write(`${msg}\n`);
 const fmt1 = (n: number | undefined) => (n === undefined ? "-" : n.toFixed(1));
 const fmt3 = (n: number | undefined) => (n === undefined ? "-" : n.toFixed(3));
 
