@@ -108,6 +108,8 @@ export class Connection {
   private candidates: string[] = [];
   private port = 0;
   private keepaliveOn = false;
+  /** Its place in the server's set of open connections (see SlotSet). */
+  slot = -1;
   readonly started = performance.now();
   handshakeSeconds = -1;
   protocol: "socks5" | "http" | undefined;

@@ -13,6 +13,7 @@ import { REP } from "./protocol.js";
 import { type AcceptedHandle, detachAccepted, setRelayBufferBudget } from "./relay.js";
 import { replyName } from "./replies.js";
 import type { ProxySettings } from "./settings.js";
+import { SlotSet } from "./slot-set.js";
 
 /** The listening handle's option setters (Node's TCP handle; delay in seconds) and accept callback. */
 interface TcpHandleOptions {
@@ -80,7 +81,7 @@ function resultOf(conn: Connection): string {
  */
 export class ProxyServer implements ConnectionHost {
   private readonly servers: Server[] = [];
-  readonly connections = new Set<Connection>();
+  readonly connections = new SlotSet<Connection>();
   private readonly perClient = new Map<string, number>();
   private nextId = 1;
   private readonly refusalLog = new RateLimited();
