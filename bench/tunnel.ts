@@ -79,7 +79,9 @@ export async function tunnelBench(
     );
     try {
       await waitFor("iperf3 server", 10_000, async () =>
-        (await inNs(NS.inet, ["ss", "-ltnH", `sport = :${IPERF_PORT}`])).stdout.includes(`:${IPERF_PORT}`),
+        (await inNs(NS.inet, ["ss", "-ltnH", "sport", "=", `:${IPERF_PORT}`])).stdout.includes(
+          `:${IPERF_PORT}`,
+        ),
       );
       const at = { host: ADDR.server };
       const fmt = (r: TunnelRun) =>
