@@ -108,7 +108,7 @@ function parseArgs(argv: string[]): Settings {
   const quick = Boolean(opts.quick);
   let targets = TARGETS.filter((t) => !opts.only || opts.only.includes(t));
   const skip105 = microsocks105Skip();
-  if (skip105 && targets.includes("microsocks-1.0.5")) {
+  if (skip105 && targets.includes("microsocks-1.0.5") && !opts.tunnel) {
     progress(`microsocks-1.0.5: ${skip105}`);
     targets = targets.filter((t) => t !== "microsocks-1.0.5");
   }

@@ -133,7 +133,7 @@ export function renderTunnel(r: TunnelResult): string {
       median(runs.map((x) => (f(x) === undefined ? undefined : f(x)! / (x.bytes / 2 ** 30))));
     const s = (v: number | undefined) => (v === undefined ? "-" : v.toFixed(2));
     return (
-      `${label.padEnd(34)} ${mb?.toFixed(1) ?? "-"} MB/s; CPU s/GiB: wireguard-go gateway ${s(perGiB((x) => x.cpuSec.wgGateway))}, ` +
+      `${label.padEnd(36)} ${mb?.toFixed(1) ?? "-"} MB/s; CPU s/GiB: wireguard-go gateway ${s(perGiB((x) => x.cpuSec.wgGateway))}, ` +
       `exit ${s(perGiB((x) => x.cpuSec.wgExit))}, proxy ${s(perGiB((x) => x.cpuSec.proxy))}`
     );
   };
