@@ -47,6 +47,13 @@ function proxychainsConf(via: Endpoint, dir: string): string {
   return path;
 }
 
+/** Where the iperf3 server is, and what runs the client (e.g. `ip netns exec NS` in the lab). */
+export interface IperfWhere {
+  host: string;
+  /** Command words in front of the client (and of proxychains4). */
+  prefix: string[];
+}
+
 /** One timed iperf3 run of `streams` parallel TCP streams (1 MiB writes, the best direct figure here). */
 export async function iperf(
   via: Endpoint | undefined,
@@ -54,15 +61,15 @@ export async function iperf(
   streams: number,
   seconds: number,
   dir: string,
+  where: IperfWhere = { host: "127.0.0.1", prefix: [] },
 ): Promise<IperfResult> {
-  const client = ["-c", "127.0.0.1", "-p", String(serverPort), "-t", String(seconds), "-l", "1M", "-J"];
+  const client = ["-c", where.host, "-p", String(serverPort), "-t", String(seconds), "-l", "1M", "-J"];
   const args = [...client, "-P", String(streams), "--connect-timeout", "5000"];
-  const r = via
-    ? await run("proxychains4", ["-q", "-f", proxychainsConf(via, dir), "iperf3", ...args], {
-        allowFail: true,
-        timeoutMs: seconds * 1000 + 20_000,
-      })
-    : await run("iperf3", args, { allowFail: true, timeoutMs: seconds * 1000 + 20_000 });
+  const argv = via
+    ? ["proxychains4", "-q", "-f", proxychainsConf(via, dir), "iperf3", ...args]
+    : ["iperf3", ...args];
+  const [cmd, ...rest] = [...where.prefix, ...argv];
+  const r = await run(cmd!, rest, { allowFail: true, timeoutMs: seconds * 1000 + 20_000 });
   if (!r.stdout.trim()) throw new Error(`iperf3 failed: ${r.stderr.trim().split("\n").slice(-1)[0]}`);
   return parseIperfJson(r.stdout);
 }

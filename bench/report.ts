@@ -1,4 +1,4 @@
-/** Pure rendering of benchmark figures: the comparison table and the PASS/FAIL verdicts of issue 2. */
+/** Pure rendering of benchmark figures: the comparison table and the PASS/FAIL verdicts of issue 14. */
 import { ratio } from "./stats.js";
 
 /** The median figures of one target (undefined = not measured or not applicable). */
@@ -77,8 +77,8 @@ export function alignColumns(rows: readonly (readonly string[])[]): string {
 }
 
 export const SUBJECT = "wg-egress";
-/** Ratio columns: the two rivals, and the naive Node relay (how far we are from Node's own floor). */
-const RIVALS = ["microsocks", "dante", "node-naive"] as const;
+/** Ratio columns: the rivals, and the naive Node relay (how far we are from Node's own floor). */
+const RIVALS = ["microsocks", "microsocks-1.0.5", "dante", "node-naive"] as const;
 
 /**
  * One row per metric, one column per target, then wg-egress's ratio to each rival
@@ -109,29 +109,30 @@ export interface Verdict {
   pass?: boolean;
 }
 
-function atLeast(check: string, value: number | undefined, min: number): Verdict {
-  return { check, value, pass: value === undefined ? undefined : value >= min };
+function judged(check: string, value: number | undefined, ok: (v: number) => boolean): Verdict {
+  return { check, value, pass: value === undefined ? undefined : ok(value) };
 }
 
-/** The targets of issue 2, judged for wg-egress. */
+/** Idle connections must cost at most this much RSS each. */
+const IDLE_RSS_MAX_KIB = 8;
+
+/**
+ * The targets of issue 14, judged for wg-egress: connection setup at Node's floor (the naive relay),
+ * handshake latency and throughput against the C proxies, CPU per byte, memory per idle connection.
+ */
 export function verdicts(figures: ReadonlyMap<string, Figures>): Verdict[] {
   const s = figures.get(SUBJECT);
-  const m = figures.get("microsocks");
-  const d = figures.get("direct");
-  const vsMicro = (key: Key) => ratio(s?.[key], m?.[key]);
-  const mem = vsMicro("idleRssKiB");
+  const vs = (rival: string, key: Key) => ratio(s?.[key], figures.get(rival)?.[key]);
   return [
-    atLeast("1-stream throughput >= 1.0x microsocks", vsMicro("single"), 1),
-    atLeast("8-stream throughput >= 1.0x microsocks", vsMicro("multi"), 1),
-    atLeast("conn/s sequential >= 1.0x microsocks", vsMicro("rateSeq"), 1),
-    atLeast("conn/s 32 concurrent >= 1.0x microsocks", vsMicro("rate32"), 1),
-    atLeast("1-stream throughput >= 50% of direct", ratio(s?.single, d?.single), 0.5),
-    {
-      check: "RSS per idle conn <= 2.0x microsocks",
-      value: mem,
-      pass: mem === undefined ? undefined : mem <= 2,
-    },
-    { check: "no connection lost", value: s?.failed, pass: s === undefined ? undefined : s.failed === 0 },
+    judged("conn/s sequential >= 1.0x node-naive", vs("node-naive", "rateSeq"), (r) => r >= 1),
+    judged("conn/s 32 concurrent >= 1.0x node-naive", vs("node-naive", "rate32"), (r) => r >= 1),
+    judged("handshake p99 (32) <= dante", vs("dante", "hs32P99"), (r) => r <= 1),
+    judged("1-stream throughput >= 1.0x dante", vs("dante", "single"), (r) => r >= 1),
+    judged("1-stream throughput >= 1.0x microsocks-1.0.5", vs("microsocks-1.0.5", "single"), (r) => r >= 1),
+    judged("1-stream throughput >= 50% of direct", vs("direct", "single"), (r) => r >= 0.5),
+    judged("CPU per GiB <= 0.8x microsocks-1.0.5", vs("microsocks-1.0.5", "cpuPerGiB"), (r) => r <= 0.8),
+    judged(`RSS per idle conn <= ${IDLE_RSS_MAX_KIB} KiB`, s?.idleRssKiB, (v) => v <= IDLE_RSS_MAX_KIB),
+    judged("no connection lost", s?.failed, (v) => v === 0),
   ];
 }
 

@@ -141,6 +141,7 @@ const FLAGS: Flag[] = [
     key: "proxy.limits.maxConnections",
     help: "max concurrent client connections",
     parse: number("--max-connections", { integer: true }),
+    defaultText: "what the open-file limit allows, at most 32768",
   },
   {
     flags: "--max-per-client <n>",

@@ -96,7 +96,11 @@ export const proxySchema = z
     connectTimeoutSeconds: seconds.min(0.1).default(10),
     limits: z
       .object({
-        maxConnections: z.number().int().min(1).default(8192),
+        /**
+         * Unset: as many as the open-file limit allows (two descriptors each, plus 64), at most
+         * 32,768 (see defaultMaxConnections): 9,968 under a 20,000 limit, 32,736 under systemd's 65,536.
+         */
+        maxConnections: z.number().int().min(1).optional(),
         maxPerClient: z.number().int().min(1).default(1000),
         /**
          * Memory for the relay's large read buffers (64 KiB and 4 MiB), process-wide; when it is used

@@ -1,4 +1,4 @@
-import { isIP, type Socket } from "node:net";
+import { isIP, type Server } from "node:net";
 import { performance } from "node:perf_hooks";
 import { errorMessage } from "../util/errors.js";
 import { formatHostPort } from "../util/hostport.js";
@@ -14,7 +14,7 @@ import {
   serializeMethodChoice,
   serializeReply,
 } from "./protocol.js";
-import { adoptAccepted, connectLeg, type Leg, relay } from "./relay.js";
+import { type AcceptedHandle, adoptHandle, connectLeg, type Leg, relay } from "./relay.js";
 import { httpStatusForReply, replyForError, replyText } from "./replies.js";
 import type { ProxySettings } from "./settings.js";
 import { UdpAssociation } from "./udp.js";
@@ -51,7 +51,7 @@ type Stage = (typeof S)[keyof typeof S];
 
 /**
  * Bytes a client may send ahead of the reply before we stop reading from it (the rest waits in the
- * kernel): enough for a TLS ClientHello or an HTTP request, and at most 128 MiB for 8,192 connections.
+ * kernel): enough for a TLS ClientHello or an HTTP request; only while the outbound connect is pending.
  */
 const EARLY_LIMIT = 16 * 1024;
 
@@ -107,6 +107,9 @@ export class Connection {
   private open = 1;
   private candidates: string[] = [];
   private port = 0;
+  private keepaliveOn = false;
+  /** Its place in the server's set of open connections (see SlotSet). */
+  slot = -1;
   readonly started = performance.now();
   handshakeSeconds = -1;
   protocol: "socks5" | "http" | undefined;
@@ -124,13 +127,14 @@ export class Connection {
 
   constructor(
     readonly id: number,
-    accepted: Socket,
+    accepted: AcceptedHandle,
+    server: Server,
     readonly clientIp: string,
     readonly clientPort: number,
     private readonly settings: ProxySettings,
     private readonly host: ConnectionHost,
   ) {
-    const client: Tagged = adoptAccepted(accepted, this);
+    const client: Tagged = adoptHandle(accepted, server, this);
     this.client = client;
     client[CONN] = this;
     client.setTimeout(settings.handshakeTimeoutMs);
@@ -259,7 +263,8 @@ export class Connection {
   }
 
   private wait(buf: Buffer, off: number): number {
-    this.buf = Buffer.from(off === 0 ? buf : buf.subarray(off));
+    // Usually every byte was used (the greeting came alone): nothing to keep.
+    if (off < buf.length) this.buf = Buffer.from(off === 0 ? buf : buf.subarray(off));
     return -1;
   }
 
@@ -336,7 +341,6 @@ export class Connection {
       this.fail(REP.networkUnreachable, choice.refused, "no_exit");
       return;
     }
-    const ka = this.settings.keepaliveMs;
     const up: Tagged = connectLeg(
       {
         host: ip,
@@ -344,8 +348,6 @@ export class Connection {
         port: this.port,
         allowHalfOpen: true,
         noDelay: true,
-        keepAlive: ka > 0,
-        keepAliveInitialDelay: ka,
       },
       undefined,
     );
@@ -378,6 +380,19 @@ export class Connection {
     client.setTimeout(this.settings.idleTimeoutMs);
     relay(client, up, this.early, this);
     this.early = undefined;
+  }
+
+  /**
+   * TCP keepalive on the outbound leg (the client's leg inherits it from the listening socket). The
+   * server's periodic sweep switches it on instead of the connect: four syscalls that short-lived
+   * connections never need. The sweep comes well within the keepalive idle time, and the kernel
+   * counts that time from the last traffic, so the first probe goes out when it would have anyway.
+   */
+  enableKeepalive(): void {
+    const ms = this.settings.keepaliveMs;
+    if (this.keepaliveOn || ms === 0 || this.stage !== S.Relaying || this.upstream === undefined) return;
+    this.keepaliveOn = true;
+    this.upstream.setKeepAlive(true, ms);
   }
 
   /** UDP ASSOCIATE: `port` is where the client will send from (0 = not known yet). */

@@ -229,21 +229,41 @@ function tag(socket: Socket, consumer: ReadConsumer | undefined): Leg {
   return leg;
 }
 
+/** What the relay needs of a libuv TCP handle accepted by a server. */
+export interface AcceptedHandle {
+  getpeername(out: { address?: string; port?: number }): number;
+  /** Closes with a reset (RST); non-zero when that failed. */
+  reset(): number;
+  close(): void;
+}
+
+/** Node's bookkeeping of a server's open sockets: it decrements the count when one of them closes. */
+type CountingServer = Server & { _connections: number };
+
 /**
- * Takes over an accepted connection so that it reads into our buffers: Node's server has no option
- * for that, so the accepted socket (created paused, see `pauseOnConnect`) hands its handle to a new
- * socket that has one. The old socket object is dropped without closing anything.
+ * Wraps an accepted connection's handle in a socket that reads into our buffers (Node's server has
+ * no option for that) and counts it as one of `server`'s connections, as Node's own would be.
  */
-export function adoptAccepted(accepted: Socket, consumer: ReadConsumer): Leg {
-  const holder = accepted as unknown as { _handle: unknown; _server: Server | null };
-  const handle = holder._handle;
-  holder._handle = null;
+export function adoptHandle(handle: AcceptedHandle, server: Server, consumer: ReadConsumer): Leg {
   const socket = new Socket({ handle, allowHalfOpen: true, onread: ONREAD } as ConstructorParameters<
     typeof Socket
   >[0]);
-  // Node decrements this count when the socket it created closes; ours closes instead.
-  (socket as unknown as { _server: Server | null })._server = holder._server;
+  const s = socket as unknown as { _server: Server; server: Server };
+  s._server = s.server = server;
+  (server as CountingServer)._connections++;
   return tag(socket, consumer);
+}
+
+/**
+ * Takes the handle away from a socket Node created for an accepted connection (paused, see
+ * `pauseOnConnect`), which is then dropped without closing anything, and uncounts it.
+ */
+export function detachAccepted(accepted: Socket): AcceptedHandle {
+  const holder = accepted as unknown as { _handle: AcceptedHandle; _server: CountingServer | null };
+  const handle = holder._handle;
+  holder._handle = null as unknown as AcceptedHandle;
+  if (holder._server) holder._server._connections--;
+  return handle;
 }
 
 /** An outbound connection whose reads go through the relay from the start. */

@@ -1,26 +1,35 @@
-import { createServer, type Server, type Socket } from "node:net";
+import { createServer, type Server } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { getSystemErrorName } from "node:util";
 import type { ProxyMetrics } from "../metrics/proxy-metrics.js";
 import { canonicalIp } from "../policy/addresses.js";
 import { ownAddresses } from "../policy/own-addresses.js";
 import { errorMessage, OperationError } from "../util/errors.js";
 import { formatHostPort, type HostPort } from "../util/hostport.js";
-import { batchedLogger, type Logger } from "../util/log.js";
+import { LineLogger, type Logger } from "../util/log.js";
 import { Connection, type ConnectionHost, isFdExhaustion } from "./connection.js";
 import { fdsNeeded, readFdLimit } from "./fd-limit.js";
 import { REP } from "./protocol.js";
-import { setRelayBufferBudget } from "./relay.js";
+import { type AcceptedHandle, detachAccepted, setRelayBufferBudget } from "./relay.js";
 import { replyName } from "./replies.js";
 import type { ProxySettings } from "./settings.js";
+import { SlotSet } from "./slot-set.js";
 
-/** The listening handle's option setters (Node's TCP handle; delay in seconds). */
+/** The listening handle's option setters (Node's TCP handle; delay in seconds) and accept callback. */
 interface TcpHandleOptions {
   setNoDelay(on: boolean): number;
   setKeepAlive(on: boolean, delaySeconds: number): number;
+  onconnection?: (err: number, handle: AcceptedHandle) => void;
 }
+
+/** Filled by getpeername for each accepted connection (one object, reused). */
+const peer: { address?: string; port?: number } = {};
 
 /** Refusals and internal errors are logged at most once per this interval (with a count), so a flood cannot flood the log. */
 const LOG_INTERVAL_MS = 5000;
+
+/** The keepalive sweep (Connection.enableKeepalive) runs at least this often, and 4 times per keepalive idle time. */
+const KEEPALIVE_SWEEP_MS = 15_000;
 
 /** How long the lines of connections ended at the drain deadline may take to be written. */
 const DRAIN_LOG_WAIT_MS = 2000;
@@ -73,7 +82,7 @@ function resultOf(conn: Connection): string {
  */
 export class ProxyServer implements ConnectionHost {
   private readonly servers: Server[] = [];
-  readonly connections = new Set<Connection>();
+  readonly connections = new SlotSet<Connection>();
   private readonly perClient = new Map<string, number>();
   private nextId = 1;
   private readonly refusalLog = new RateLimited();
@@ -81,12 +90,15 @@ export class ProxyServer implements ConnectionHost {
   /** The open-file limit (Node raised the soft one to the hard one at start). */
   private readonly fdLimit = readFdLimit()?.soft ?? Number.POSITIVE_INFINITY;
   private draining = false;
+  private keepaliveSweep: NodeJS.Timeout | undefined;
   private endDrainNow: (() => void) | undefined;
   private ownStarted = false;
   /** The per-connection line: batched writes, and no redaction (fixed fields, never a credential). */
-  private readonly connectionLog: Logger;
+  private readonly connectionLog: LineLogger;
   /** Counter children by "result|reply", so closing a connection does not re-hash its labels. */
   private readonly resultCounters = new Map<string, { inc(): void }>();
+  private readonly bytesUp: { inc(n: number): void };
+  private readonly bytesDown: { inc(n: number): void };
 
   /** True once every listening socket carries the options accepted sockets inherit (see inheritOptions). */
   private inherits = false;
@@ -98,7 +110,9 @@ export class ProxyServer implements ConnectionHost {
     private readonly log: Logger,
   ) {
     this.current = settings;
-    this.connectionLog = batchedLogger(log);
+    this.connectionLog = new LineLogger(log);
+    this.bytesUp = metrics.bytes.labels({ direction: "up" });
+    this.bytesDown = metrics.bytes.labels({ direction: "down" });
     setRelayBufferBudget(settings.relayBufferBytes);
     metrics.openByExit = () => {
       const open = new Map<string, number>();
@@ -121,9 +135,10 @@ export class ProxyServer implements ConnectionHost {
   set settings(next: ProxySettings) {
     this.current = next;
     setRelayBufferBudget(next.relayBufferBytes);
+    if (this.keepaliveSweep) this.sweepKeepalive();
     // The connection logger is a logger of its own (batched writes), not a child of `log`: it does not
     // follow the level a reload set on `log` (config log.level) unless told.
-    this.connectionLog.level = this.log.level;
+    this.connectionLog.follow(this.log);
     this.inheritOptions();
   }
 
@@ -147,6 +162,16 @@ export class ProxyServer implements ConnectionHost {
     }
   }
 
+  /** (Re)starts the sweep that switches keepalive on for relayed connections' outbound legs. */
+  private sweepKeepalive(): void {
+    clearInterval(this.keepaliveSweep);
+    const ka = this.current.keepaliveMs;
+    const every = ka > 0 ? Math.min(KEEPALIVE_SWEEP_MS, ka / 4) : KEEPALIVE_SWEEP_MS;
+    this.keepaliveSweep = setInterval(() => {
+      for (const c of this.connections) c.enableKeepalive();
+    }, every).unref();
+  }
+
   /** Listens on every address; resolves with the actual addresses (port 0 → the port chosen). */
   async listen(addresses: readonly HostPort[] = this.settings.listen): Promise<HostPort[]> {
     // The destination policy refuses the gateway's own addresses: know them before the first client.
@@ -154,10 +179,13 @@ export class ProxyServer implements ConnectionHost {
       await ownAddresses.start();
       this.ownStarted = true;
     }
+    if (!this.keepaliveSweep) this.sweepKeepalive();
     const bound: HostPort[] = [];
     for (const at of addresses) {
       // Paused: the connection takes the accepted socket's handle over before anything is read.
-      const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s));
+      const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) =>
+        this.accept(server, 0, detachAccepted(s)),
+      );
       await new Promise<void>((resolve, reject) => {
         server.once("error", (e: NodeJS.ErrnoException) => {
           for (const s of this.servers) s.close();
@@ -166,6 +194,12 @@ export class ProxyServer implements ConnectionHost {
         server.listen({ host: at.host, port: at.port, backlog: 4096 }, resolve);
       });
       server.on("error", (e) => this.acceptFailed(e));
+      // Take each accepted handle before Node wraps it in a Socket of its own, which the connection
+      // would only replace by one that reads into the relay's buffers (see adoptHandle). Without that
+      // hook the 'connection' listener above hands the handle over instead.
+      const h = (server as unknown as { _handle?: TcpHandleOptions | null })._handle;
+      if (typeof h?.onconnection === "function")
+        h.onconnection = (err, handle) => this.accept(server, err, handle);
       this.servers.push(server);
       this.inheritOptions();
       const addr = server.address();
@@ -176,9 +210,16 @@ export class ProxyServer implements ConnectionHost {
     return bound;
   }
 
-  private accept(socket: Socket): void {
+  /** A new client (or `err`, a negative errno, from accept): admitted or reset before a byte is read. */
+  private accept(server: Server, err: number, handle: AcceptedHandle): void {
+    if (err !== 0) {
+      const code = getSystemErrorName(err);
+      this.acceptFailed(Object.assign(new Error(`accept: ${code}`), { code }));
+      return;
+    }
     const s = this.settings;
-    const ip = canonicalIp(socket.remoteAddress ?? "") ?? "";
+    const known = handle.getpeername(peer) === 0;
+    const ip = (known && canonicalIp(peer.address ?? "")) || "";
     let refused: string | undefined;
     if (ip === "" || !s.clients.allows(ip)) refused = "client_not_allowed";
     else if (this.connections.size >= s.maxConnections) refused = "max_connections";
@@ -188,16 +229,17 @@ export class ProxyServer implements ConnectionHost {
     else if (fdsNeeded(this.connections.size + 1) > this.fdLimit) refused = "fd_limit";
     if (refused) {
       // Nothing is answered: a reset, not even a SOCKS failure reply.
-      socket.resetAndDestroy();
-      this.refused(refused, ip || socket.remoteAddress);
+      if (handle.reset() !== 0) handle.close();
+      this.refused(refused, ip || (known ? peer.address : undefined));
       return;
     }
+    const client = new Connection(this.nextId++, handle, server, ip, peer.port ?? 0, s, this);
     if (!this.inherits) {
-      socket.setNoDelay(true);
-      if (s.keepaliveMs > 0) socket.setKeepAlive(true, s.keepaliveMs);
+      client.client.setNoDelay(true);
+      if (s.keepaliveMs > 0) client.client.setKeepAlive(true, s.keepaliveMs);
     }
     this.perClient.set(ip, (this.perClient.get(ip) ?? 0) + 1);
-    this.connections.add(new Connection(this.nextId++, socket, ip, socket.remotePort ?? 0, s, this));
+    this.connections.add(client);
     this.metrics.active.inc();
   }
 
@@ -263,8 +305,8 @@ export class ProxyServer implements ConnectionHost {
     counter.inc();
     const up = conn.bytesUp;
     const down = conn.bytesDown;
-    if (up > 0) m.bytes.inc({ direction: "up" }, up);
-    if (down > 0) m.bytes.inc({ direction: "down" }, down);
+    if (up > 0) this.bytesUp.inc(up);
+    if (down > 0) this.bytesDown.inc(down);
     if (conn.handshakeSeconds >= 0) m.handshakeSeconds.observe(conn.handshakeSeconds);
     if (conn.exit !== undefined || result === "no_exit") {
       const exit = conn.exit ?? "none";
@@ -318,6 +360,8 @@ export class ProxyServer implements ConnectionHost {
     const deadline = Date.now() + DRAIN_LOG_WAIT_MS;
     while (this.connections.size > 0 && Date.now() < deadline) await sleep(10);
     for (const c of [...this.connections]) this.connectionDone(c);
+    clearInterval(this.keepaliveSweep);
+    this.keepaliveSweep = undefined;
     if (this.ownStarted) ownAddresses.stop();
     this.ownStarted = false;
     this.connectionLog.flush();

@@ -5,6 +5,7 @@ import type { Egress } from "../policy/egress.js";
 import { DestinationResolver } from "../policy/resolve.js";
 import { UsageError } from "../util/errors.js";
 import type { HostPort } from "../util/hostport.js";
+import { defaultMaxConnections, readFdLimit } from "./fd-limit.js";
 import { readUsersFile, UserStore } from "./users.js";
 
 /**
@@ -82,7 +83,7 @@ export function buildSettings(cfg: ProxyConfig, egress?: Egress): ProxySettings 
     idleTimeoutMs: ms(cfg.idleTimeoutSeconds),
     handshakeTimeoutMs: ms(cfg.handshakeTimeoutSeconds),
     connectTimeoutMs: ms(cfg.connectTimeoutSeconds),
-    maxConnections: cfg.limits.maxConnections,
+    maxConnections: cfg.limits.maxConnections ?? defaultMaxConnections(readFdLimit()?.soft),
     maxPerClient: cfg.limits.maxPerClient,
     relayBufferBytes: cfg.limits.relayBufferMiB * 1024 * 1024,
     httpConnect: cfg.httpConnect,

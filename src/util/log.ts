@@ -67,14 +67,44 @@ class BatchedStream {
   }
 }
 
-/**
- * A logger for high-rate lines (one per proxied connection; a write() per line was about 3% of the
- * proxy's CPU in a profile at its connection rate): same level and base fields as `parent`, batched
- * writes to stderr, and no redaction, so only fixed fields that never hold a secret may go to it.
- */
-export function batchedLogger(parent: Logger): Logger {
-  batched ??= new BatchedStream(pino.destination({ fd: 2, sync: true }));
-  return pino({ level: parent.level, base: BASE }, batched);
-}
+const INFO = 30; // pino's level number for info
 
-let batched: BatchedStream | undefined;
+/** A field of a high-rate line: a number or a plain string (never a credential), or absent. */
+export type LineField = string | number | undefined;
+
+/**
+ * A logger for one high-rate line (one per proxied connection): the same JSON pino writes (level,
+ * time, pid, the fields, msg) at the level of `parent`, batched into one write per 100 ms. It skips
+ * pino's generic serializer, which cost about 2% of the proxy's CPU and 2.4 KB of garbage per line at
+ * 3,600 connections/s, and redaction: only fixed fields that never hold a secret may go to it.
+ */
+export class LineLogger {
+  private static stream: BatchedStream | undefined;
+  private readonly out: BatchedStream;
+  private threshold: number;
+
+  constructor(parent: Logger) {
+    LineLogger.stream ??= new BatchedStream(pino.destination({ fd: 2, sync: true }));
+    this.out = LineLogger.stream;
+    this.threshold = parent.levelVal;
+  }
+
+  /** Follows the level of the logger it was made from (after a reload set it anew). */
+  follow(parent: Logger): void {
+    this.threshold = parent.levelVal;
+  }
+
+  info(fields: Readonly<Record<string, LineField>>, msg: string): void {
+    if (this.threshold > INFO) return;
+    let line = `{"level":${INFO},"time":${Date.now()},"pid":${process.pid}`;
+    for (const key in fields) {
+      const v = fields[key];
+      if (v !== undefined) line += `,"${key}":${typeof v === "number" ? v : JSON.stringify(v)}`;
+    }
+    this.out.write(`${line},"msg":${JSON.stringify(msg)}}\n`);
+  }
+
+  flush(): void {
+    this.out.flush();
+  }
+}

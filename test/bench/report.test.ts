@@ -62,7 +62,7 @@ test("the table shows ratios to each rival and % of direct", () => {
       .split("\n")
       .find((l) => l.startsWith(label))
       ?.split(/\s{2,}/);
-  assert.deepEqual(row("1-stream MB/s"), ["1-stream MB/s", "3,000", "1,800", "300", "6.00x", "-", "-"]);
+  assert.deepEqual(row("1-stream MB/s"), ["1-stream MB/s", "3,000", "1,800", "300", "6.00x", "-", "-", "-"]);
   assert.deepEqual(row("1-stream % of direct"), [
     "1-stream % of direct",
     "100.0",
@@ -71,21 +71,51 @@ test("the table shows ratios to each rival and % of direct", () => {
     "6.00x",
     "-",
     "-",
+    "-",
   ]);
-  assert.deepEqual(row("failed/lost connections"), ["failed/lost connections", "0", "0", "0", "-", "-", "-"]);
+  assert.deepEqual(row("failed/lost connections"), [
+    "failed/lost connections",
+    "0",
+    "0",
+    "0",
+    "-",
+    "-",
+    "-",
+    "-",
+  ]);
   assert.match(table.split("\n")[0], /wg-egress\/microsocks/);
 });
 
-test("verdicts judge wg-egress against the targets of issue 2", () => {
-  const byCheck = new Map(verdicts(figures).map((v) => [v.check, v.pass]));
-  assert.equal(byCheck.get("1-stream throughput >= 1.0x microsocks"), true);
-  assert.equal(byCheck.get("conn/s sequential >= 1.0x microsocks"), true);
-  assert.equal(byCheck.get("8-stream throughput >= 1.0x microsocks"), undefined);
-  assert.equal(byCheck.get("1-stream throughput >= 50% of direct"), true);
-  assert.equal(byCheck.get("RSS per idle conn <= 2.0x microsocks"), false);
-  assert.equal(byCheck.get("no connection lost"), true);
-  const lossy = new Map(figures).set("wg-egress", { ...figures.get("wg-egress")!, failed: 2 });
+test("verdicts judge wg-egress against the targets of issue 14", () => {
+  const all = new Map<string, Figures>([
+    ["direct", { single: 3000, failed: 0 }],
+    [
+      "wg-egress",
+      { single: 1800, rateSeq: 3000, rate32: 2400, hs32P99: 18, cpuPerGiB: 0.8, idleRssKiB: 7.5, failed: 0 },
+    ],
+    ["node-naive", { rateSeq: 2900, rate32: 2500, failed: 0 }],
+    ["dante", { single: 1700, hs32P99: 20, failed: 0 }],
+    ["microsocks-1.0.5", { single: 1750, cpuPerGiB: 1.1, failed: 0 }],
+  ]);
+  const byCheck = new Map(verdicts(all).map((v) => [v.check, v]));
+  const pass = (check: string) => byCheck.get(check)?.pass;
+  assert.equal(pass("conn/s sequential >= 1.0x node-naive"), true);
+  assert.equal(pass("conn/s 32 concurrent >= 1.0x node-naive"), false);
+  assert.equal(byCheck.get("conn/s 32 concurrent >= 1.0x node-naive")?.value, 2400 / 2500);
+  assert.equal(pass("handshake p99 (32) <= dante"), true);
+  assert.equal(pass("1-stream throughput >= 1.0x dante"), true);
+  assert.equal(pass("1-stream throughput >= 1.0x microsocks-1.0.5"), true);
+  assert.equal(pass("1-stream throughput >= 50% of direct"), true);
+  assert.equal(pass("CPU per GiB <= 0.8x microsocks-1.0.5"), true);
+  assert.equal(pass("RSS per idle conn <= 8 KiB"), true);
+  assert.equal(pass("no connection lost"), true);
+  // a rival that was not measured (microsocks 1.0.5 without MICROSOCKS_105) leaves its checks n/a
+  const without = new Map(all);
+  without.delete("microsocks-1.0.5");
+  assert.match(renderVerdicts(verdicts(without)), /^n\/a {3}CPU per GiB <= 0\.8x microsocks-1\.0\.5$/m);
+  const lossy = new Map(all).set("wg-egress", { ...all.get("wg-egress")!, failed: 2, idleRssKiB: 9 });
   assert.match(renderVerdicts(verdicts(lossy)), /^FAIL {2}no connection lost \(2\.00\)$/m);
+  assert.match(renderVerdicts(verdicts(lossy)), /^FAIL {2}RSS per idle conn <= 8 KiB \(9\.00\)$/m);
 });
 
 test("parseStat reads ppid and CPU time even with a ') ' in the command name", () => {

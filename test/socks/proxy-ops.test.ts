@@ -255,10 +255,12 @@ test("/healthz answers 503 while draining", async () => {
 
 test("out of file descriptors: new clients are refused, counted and logged (rate-limited), and served again later", async () => {
   requireTools("prlimit");
-  // 256 descriptors: room for 96 connections (2 each, plus 64 for the process itself).
-  const proxy = await startProxy(["--allow-destination", "127.0.0.0/8", "--metrics", "127.0.0.1:0"], {
-    wrap: ["prlimit", "--nofile=256", "--"],
-  });
+  // 256 descriptors: room for 96 connections (2 each, plus 64 for the process itself); maxConnections
+  // set above that, or its default (what the limit allows) would refuse them first.
+  const proxy = await startProxy(
+    ["--allow-destination", "127.0.0.0/8", "--metrics", "127.0.0.1:0", "--max-connections", "1000"],
+    { wrap: ["prlimit", "--nofile=256", "--"] },
+  );
   const clients: RawClient[] = [];
   try {
     const at = String((await proxy.waitLog((l) => l.msg === "metrics listening")).address);
@@ -290,6 +292,34 @@ test("out of file descriptors: new clients are refused, counted and logged (rate
       return rep === 0;
     };
     await until(served, 5000, "served again");
+  } finally {
+    for (const c of clients) c.close();
+    await proxy.stop();
+  }
+});
+
+test("maxConnections unset: what the open-file limit allows, refused as max_connections before descriptors run out", async () => {
+  requireTools("prlimit");
+  const proxy = await startProxy(["--allow-destination", "127.0.0.0/8"], {
+    wrap: ["prlimit", "--nofile=256", "--"],
+  });
+  const clients: RawClient[] = [];
+  try {
+    for (let i = 0; i < 120; i++) {
+      try {
+        const c = await RawClient.open(proxy.port);
+        c.send([5, 1, 0]);
+        clients.push(c);
+      } catch {
+        // the reset raced the connect
+      }
+    }
+    await sleep(1000);
+    const open = clients.filter((c) => !c.closed).length;
+    assert.equal(open, 96, "(256 - 64) / 2 connections held");
+    const line = await proxy.waitLog((l) => l.reason === "max_connections");
+    assert.match(String(line.msg), /limit 96 reached/);
+    assert.equal(proxy.logs.filter((l) => l.reason === "fd_limit").length, 0);
   } finally {
     for (const c of clients) c.close();
     await proxy.stop();

@@ -13,7 +13,7 @@ import { once } from "node:events";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { after, before, test } from "node:test";
 import { httpResponse } from "../../src/socks/http-connect.js";
-import { adoptAccepted, connectLeg, type Leg, relay } from "../../src/socks/relay.js";
+import { adoptHandle, connectLeg, detachAccepted, type Leg, relay } from "../../src/socks/relay.js";
 import { sleep, until } from "../support/poll.js";
 import {
   dnsStub,
@@ -682,7 +682,9 @@ async function inProcessRelay(port: number, rng: Rng) {
   const legs = new Set<Leg>();
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted) => {
     const early: Buffer[] = [];
-    const client = adoptAccepted(accepted, { handshake: (chunk) => void early.push(Buffer.from(chunk)) });
+    const client = adoptHandle(detachAccepted(accepted), server, {
+      handshake: (chunk) => void early.push(Buffer.from(chunk)),
+    });
     const up = connectLeg({ host: "127.0.0.1", port, allowHalfOpen: true, noDelay: true }, undefined);
     for (const leg of [client, up]) {
       legs.add(leg);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseFdLimit } from "../../src/socks/fd-limit.js";
+import { defaultMaxConnections, fdsNeeded, parseFdLimit } from "../../src/socks/fd-limit.js";
 import { parseUsersFile, UserStore } from "../../src/socks/users.js";
 import { UserError } from "../../src/util/errors.js";
 
@@ -45,4 +45,16 @@ test("fd limit is read from /proc/self/limits text", () => {
     hard: Number.POSITIVE_INFINITY,
   });
   assert.equal(parseFdLimit("nothing"), undefined);
+});
+
+test("default maxConnections: what the open-file limit allows, at most 32,768", () => {
+  assert.equal(defaultMaxConnections(20_000), 9968);
+  assert.ok(fdsNeeded(defaultMaxConnections(20_000)) <= 20_000);
+  assert.ok(fdsNeeded(defaultMaxConnections(20_000) + 1) > 20_000);
+  assert.equal(defaultMaxConnections(1024), 480);
+  assert.equal(defaultMaxConnections(65_536), 32_736);
+  assert.equal(defaultMaxConnections(1_048_576), 32_768);
+  assert.equal(defaultMaxConnections(Number.POSITIVE_INFINITY), 32_768);
+  assert.equal(defaultMaxConnections(undefined), 32_768);
+  assert.equal(defaultMaxConnections(10), 1);
 });
