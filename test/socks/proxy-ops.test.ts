@@ -51,9 +51,9 @@ test("--metrics :PORT binds loopback, never every interface", async () => {
   }
 });
 
-test("/metrics admits only its allow-list (by default the proxy's clients), caps connections and closes idle ones", {
-  timeout: 60_000,
-}, async () => {
+// No own timeout: it waits out the metrics server's 10 s idle timeout, and on a loaded machine (load 20-45 while
+// benches ran beside it) that took over 60 s; the runner's 300 s still ends a hang.
+test("/metrics admits only its allow-list (by default the proxy's clients), caps connections and closes idle ones", async () => {
   const notLoopback = ["--allow-client", "10.0.0.0/8", "--metrics", "127.0.0.1:0"];
   const closed = await startProxy(notLoopback);
   try {
