@@ -18,9 +18,15 @@ import {
   type UpSpec,
   upSpecOf,
 } from "./model.js";
-import { planDown, planKillSwitch, planTunnel } from "./plan.js";
+import { planDown, planKillSwitch, planTunnel, srcValidMarkOnPurge } from "./plan.js";
 import { processesOfUid, resolveProxyUid } from "./proxy-user.js";
-import { forgetRecord, readAgentReport, readRecord, recordSrcValidMark } from "./runtime.js";
+import {
+  forgetRecord,
+  handOverSrcValidMark,
+  readAgentReport,
+  readRecord,
+  recordSrcValidMark,
+} from "./runtime.js";
 import { observe } from "./status.js";
 import { createLink, stopUserspace } from "./wireguard.js";
 
@@ -211,16 +217,24 @@ export async function gatewayDown(
           )}); without the kill switch their connections would leave via the home line: stop them first (systemctl stop wg-egress-proxy), nothing was changed`,
       );
   }
+  // Exits left up still need src_valid_mark=1: restore the host's value only with the last of ours.
+  const stay = all.filter((x) => !exits.includes(x)).map((x) => x.interface);
+  const mark = srcValidMarkOnPurge(
+    paths.map((p) => readRecord(p.ifname).srcValidMark),
+    stay.map((i) => readRecord(i).srcValidMark),
+  );
   const done: Step[] = [];
   for (const p of paths) {
     const steps = planDown(p, await stateFor(p, !!opts.dryRun), {
       purge: opts.purge,
-      srcValidMarkWas: readRecord(p.ifname).srcValidMark ?? null,
+      srcValidMarkWas: p === paths.at(-1) ? mark.restore : null,
     });
     done.push(...steps);
     if (opts.dryRun) continue;
     await applyAll(steps, "gateway down", null);
     if (opts.purge) forgetRecord(p.ifname);
   }
+  const heir = stay.find((i) => readRecord(i).srcValidMark !== undefined);
+  if (opts.purge && !opts.dryRun && mark.handOver !== null && heir) handOverSrcValidMark(heir, mark.handOver);
   return done;
 }

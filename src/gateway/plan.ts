@@ -322,6 +322,21 @@ export interface DownOptions {
  * failing at once instead of leaving via the home line. With purge, exactly what `up` created goes too,
  * found by name, priority, mark and table; other rules, routes and tables are never touched.
  */
+/**
+ * src_valid_mark when exits are purged: each exit's record holds the value its first `up` saw, so the
+ * host's own value is the one that is not our 1 (if every record says 1, it was 1). Restore it only
+ * when no other exit still needs the 1; else hand it to one that stays, for its own purge later.
+ */
+export function srcValidMarkOnPurge(
+  purged: readonly (string | undefined)[],
+  remaining: readonly (string | undefined)[],
+): { restore: string | null; handOver: string | null } {
+  const seen = purged.filter((v): v is string => v !== undefined);
+  const original = seen.find((v) => v !== "1") ?? seen[0] ?? null;
+  const stays = remaining.some((v) => v !== undefined);
+  return stays ? { restore: null, handOver: original } : { restore: original, handOver: null };
+}
+
 export function planDown(p: DataPath, s: GatewayState, opts: DownOptions = {}): Step[] {
   const steps: Step[] = [];
   if (s.userspacePid !== null)

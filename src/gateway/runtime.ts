@@ -47,6 +47,11 @@ export function recordSrcValidMark(ifname: string, was: string): void {
     writeJson(recordFile(ifname), { ...readRecord(ifname), srcValidMark: was });
 }
 
+/** Overwrites the recorded value: `down --purge` of another exit hands the host's original over. */
+export function handOverSrcValidMark(ifname: string, was: string): void {
+  writeJson(recordFile(ifname), { ...readRecord(ifname), srcValidMark: was });
+}
+
 export const forgetRecord = (ifname: string) => rmSync(recordFile(ifname), { force: true });
 
 export type AgentState = "starting" | "ok" | "repairing" | "failing" | "stopped";

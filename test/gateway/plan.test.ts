@@ -22,6 +22,7 @@ import {
   planKillSwitch,
   planRoam,
   planUp,
+  srcValidMarkOnPurge,
   stepCommand,
 } from "../../src/gateway/plan.js";
 import { resolveProxyUid } from "../../src/gateway/proxy-user.js";
@@ -367,4 +368,16 @@ test("status: verdict from the handshake age, the kill switch from the shared ch
   const noRule = summarize(s, { ...state, rules4: state.rules4.slice(1) }, 1100);
   assert.equal(noRule.rule.ipv4, false);
   assert.deepEqual(noRule.killSwitchMissing, ["IPv4 rule: marked packets use table 51820"]);
+});
+
+test("purge: src_valid_mark goes back to the host's value only with the last exit, whichever was up first", () => {
+  // one exit, host had 0
+  assert.deepEqual(srcValidMarkOnPurge(["0"], []), { restore: "0", handOver: null });
+  // exit one (saw 0) purged while exit two (saw our 1) stays: keep 1, exit two inherits the 0
+  assert.deepEqual(srcValidMarkOnPurge(["0"], ["1"]), { restore: null, handOver: "0" });
+  // both at once, in any order: the host's 0, not the 1 the second exit saw
+  assert.deepEqual(srcValidMarkOnPurge(["1", "0"], []), { restore: "0", handOver: null });
+  // the host had 1 itself; an exit never brought up has no record
+  assert.deepEqual(srcValidMarkOnPurge(["1", "1"], [undefined]), { restore: "1", handOver: null });
+  assert.deepEqual(srcValidMarkOnPurge([undefined], []), { restore: null, handOver: null });
 });
