@@ -123,6 +123,12 @@ export function dataPathOfConfig(config: Config, exit?: string): DataPath {
   return dataPathOfExit(config, exits[0], all);
 }
 
+/** Every exit's data path, the first exit first. */
+export function dataPathsOfConfig(config: Config): DataPath[] {
+  const { all } = selectExits(config);
+  return all.map((x) => dataPathOfExit(config, x, all));
+}
+
 function dataPathOfExit(config: Config, x: ExitSpec, all: ExitSpec[]): DataPath {
   return dataPathOf(
     x,

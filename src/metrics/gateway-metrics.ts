@@ -2,7 +2,7 @@ import type { Server } from "node:http";
 import { type Metric, Registry } from "prom-client";
 import type { Config } from "../config/schema.js";
 import { ipCheckOk, observeIps } from "../doctor/ip-check.js";
-import { dataPathOfConfig } from "../gateway/apply.js";
+import { dataPathsOfConfig } from "../gateway/apply.js";
 import { AGENT_STATES, type AgentReport, readAgentReport } from "../gateway/runtime.js";
 import { type GatewayStatus, observe, summarize } from "../gateway/status.js";
 import type { HostPort } from "../util/hostport.js";
@@ -120,6 +120,15 @@ export function gatewayFamilies(snap: GatewaySnapshot, opts: ExporterOptions = {
 }
 
 /**
+ * PURE: the families of several exits' snapshots, one sample set per exit (each labelled with its
+ * interface). gatewayFamilies gives the same families in the same order for any snapshot.
+ */
+export function exitsFamilies(snaps: readonly GatewaySnapshot[], opts: ExporterOptions = {}): Family[] {
+  const lists = snaps.map((s) => gatewayFamilies(s, opts));
+  return lists[0]!.map((f, i) => ({ ...f, values: lists.flatMap((l) => l[i]!.values) }));
+}
+
+/**
  * A registry whose metrics all come from one snapshot per scrape: prom-client asks every metric at
  * once (Promise.all), so they share the in-flight snapshot and `wg show` runs once per scrape.
  * Custom metric objects because the label names depend on the peers (`-s` mode) and counters are
@@ -172,21 +181,27 @@ function periodicIpCheck(config: Config, url: string, intervalSeconds: number) {
   return { latest: () => last, stop: () => clearInterval(timer) };
 }
 
-/** Reads the gateway once: interface, wg dump, rules, routes, nft (through the gateway's own reader), the agent's report. */
-export async function gatewaySnapshot(
+/**
+ * Reads the gateway once, per exit: interface, wg dump, rules, routes, nft (through the gateway's own
+ * reader), the agent's report. The exit IP check goes with the first exit (it tests the proxy's default).
+ */
+export async function gatewaySnapshots(
   config: Config,
   ipCheck: IpCheckResult | null,
-): Promise<GatewaySnapshot> {
-  const p = dataPathOfConfig(config);
-  const state = await observe(p);
+): Promise<GatewaySnapshot[]> {
   const nowSeconds = Math.floor(Date.now() / 1000);
-  return {
-    nowSeconds,
-    wg: state.wg ? [state.wg] : [],
-    status: summarize(p, state, nowSeconds),
-    ipCheck,
-    agent: readAgentReport(p.ifname),
-  };
+  return Promise.all(
+    dataPathsOfConfig(config).map(async (p, i) => {
+      const state = await observe(p);
+      return {
+        nowSeconds,
+        wg: state.wg ? [state.wg] : [],
+        status: summarize(p, state, nowSeconds),
+        ipCheck: i === 0 ? ipCheck : null,
+        agent: readAgentReport(p.ifname),
+      };
+    }),
+  );
 }
 
 /**
@@ -197,15 +212,19 @@ export async function gatewaySnapshot(
 export async function startGatewayMetrics(config: Config, opts: GatewayMetricsOptions = {}): Promise<Server> {
   const listen = opts.listen ?? config.gateway.metrics;
   const ip = opts.ipCheck ? periodicIpCheck(config, opts.ipCheck.url, opts.ipCheck.intervalSeconds) : null;
-  const snapshot = () => gatewaySnapshot(config, ip?.latest() ?? null);
+  const snapshots = () => gatewaySnapshots(config, ip?.latest() ?? null);
   const registry = snapshotRegistry(GATEWAY_FAMILIES, async () =>
-    gatewayFamilies(await snapshot(), opts.exporter),
+    exitsFamilies(await snapshots(), opts.exporter),
   );
+  // Unhealthy when any exit is down: for the users routed to it alone it is the only way out.
   const server = await serveMetrics(listen, registry, async () => {
-    const { status } = await snapshot();
+    const statuses = (await snapshots()).map((s) => s.status);
     return {
-      ok: status.verdict !== "down",
-      detail: { verdict: status.verdict, interface: status.interface },
+      ok: statuses.every((s) => s.verdict !== "down"),
+      detail:
+        statuses.length === 1
+          ? { verdict: statuses[0]!.verdict, interface: statuses[0]!.interface }
+          : { exits: statuses.map((s) => ({ verdict: s.verdict, interface: s.interface })) },
     };
   }).catch((e) => {
     ip?.stop();

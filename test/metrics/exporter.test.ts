@@ -3,6 +3,7 @@ import { test } from "node:test";
 import type { Registry } from "prom-client";
 import type { GatewayStatus } from "../../src/gateway/status.js";
 import {
+  exitsFamilies,
   GATEWAY_FAMILIES,
   type GatewaySnapshot,
   gatewayFamilies,
@@ -179,4 +180,43 @@ test("the registry takes one snapshot per scrape and renders the text format", a
   assert.match(text, /^wg_egress_tunnel_state\{interface="wg-egress",state="up"\} 1$/m);
   await registry.metrics();
   assert.equal(calls, 2);
+});
+
+test("several exits: one sample set per exit, each with its interface; the IP check only where it ran", () => {
+  const one: GatewaySnapshot = {
+    nowSeconds: NOW,
+    wg: [],
+    status: status("up", true, 1),
+    ipCheck: { ok: true, at: 5 },
+    agent: null,
+  };
+  const two: GatewaySnapshot = {
+    ...one,
+    status: { ...status("down", true, 3), interface: "wge-hel" },
+    ipCheck: null,
+  };
+  const fams = exitsFamilies([one, two]);
+  const by = (n: string) => fams.find((f) => f.name === n)!;
+  assert.deepEqual(
+    fams.map((f) => f.name),
+    GATEWAY_FAMILIES.map((f) => f.name),
+  );
+  assert.deepEqual(
+    by("wg_egress_tunnel_state")
+      .values.filter((v) => v.value === 1)
+      .map((v) => [v.labels.interface, v.labels.state]),
+    [
+      ["wg-egress", "up"],
+      ["wge-hel", "down"],
+    ],
+  );
+  assert.deepEqual(
+    by("wg_egress_killswitch_rejected_packets_total").values.map((v) => [v.labels.interface, v.value]),
+    [
+      ["wg-egress", 1],
+      ["wge-hel", 3],
+    ],
+  );
+  assert.equal(by("wg_egress_exit_ip_check_ok").values.length, 1);
+  assert.deepEqual(exitsFamilies([one]), gatewayFamilies(one), "one exit: as before");
 });
