@@ -51,14 +51,21 @@ test("--metrics :PORT binds loopback, never every interface", async () => {
   }
 });
 
-// No own timeout: it waits out the metrics server's 10 s idle timeout, and on a loaded machine (load 20-45 while
-// benches ran beside it) that took over 60 s; the runner's 300 s still ends a hang.
 test("/metrics admits only its allow-list (by default the proxy's clients), caps connections and closes idle ones", async () => {
   const notLoopback = ["--allow-client", "10.0.0.0/8", "--metrics", "127.0.0.1:0"];
   const closed = await startProxy(notLoopback);
   try {
     const at = String((await closed.waitLog((l) => l.msg === "metrics listening")).address);
-    await assert.rejects(fetch(`http://${at}/metrics`), "a client outside allowClients is closed");
+    // Raw TCP, not fetch: Node 20's fetch sometimes never settled when the reset came first (hung 2 of 4 runs).
+    // The reset may come before or after the connect completes.
+    const unanswered = await RawClient.open(Number(at.split(":")[1])).then(
+      async (c) => {
+        c.send(Buffer.from("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"));
+        return (await c.untilClosed(5000)).length === 0;
+      },
+      (e: NodeJS.ErrnoException) => e.code === "ECONNRESET",
+    );
+    assert.ok(unanswered, "a client outside allowClients is closed, unanswered");
   } finally {
     await closed.stop();
   }
