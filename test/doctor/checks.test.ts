@@ -18,22 +18,11 @@ import {
 import { type DnsRoute, dnsCheck, dnsProbeName, dnsRoute, noDnsProbe } from "../../src/doctor/dns.js";
 import { formatResults } from "../../src/doctor/format.js";
 import { exitIpCheck, extractIp } from "../../src/doctor/ip-check.js";
-import type { DataPath } from "../../src/gateway/model.js";
 import { parseNftTable } from "../../src/gateway/nft.js";
 import type { GatewayStatus } from "../../src/gateway/status.js";
+import { dataPath } from "../support/datapath.js";
 
-const p: DataPath = {
-  ifname: "wg-egress",
-  fwmark: 0xca6c,
-  table: 51820,
-  rulePriority: 5182,
-  nftTable: "wg-egress",
-  primary: true,
-  sources: [],
-  otherSources: [],
-  uid: 400,
-  clients: { v4: ["10.1.0.0/24"], v6: [] },
-};
+const p = dataPath({ clients: { v4: ["10.1.0.0/24"], v6: [] } });
 
 function status(
   over: Partial<GatewayStatus> = {},

@@ -8,6 +8,7 @@ import { RUNTIME_DIR } from "../../src/gateway/runtime.js";
 import { findUserspacePid } from "../../src/gateway/wireguard.js";
 import { generatePrivateKey, publicKeyOf } from "../../src/wireguard/keys.js";
 import { MAIN } from "../support/cli.js";
+import { dataPath } from "../support/datapath.js";
 import { type Daemon, freshNamespace, startIn, stop } from "../support/netns.js";
 import { waitFor } from "../support/poll.js";
 import { tempDir } from "../support/tmp.js";
@@ -119,18 +120,7 @@ test("the agent applies, then repairs every break by itself, one log line per re
     ["address deleted", "address", () => sh(["ip", "address", "flush", "dev", IF])],
     ["egress mark on the WireGuard socket", "wireguard", () => sh(["wg", "set", IF, "fwmark", "0xca6c"])],
     ["nft ruleset flushed", "nft", () => sh(["nft", "flush", "ruleset"])],
-    ...expectedChains({
-      ifname: IF,
-      fwmark: 0,
-      table: 0,
-      rulePriority: 0,
-      nftTable: "wg-egress",
-      primary: true,
-      sources: [],
-      otherSources: [],
-      uid: 0,
-      clients: { v4: [], v6: [] },
-    }).map(({ name }): [string, string, () => unknown] => [
+    ...expectedChains(dataPath({ ifname: IF })).map(({ name }): [string, string, () => unknown] => [
       `chain ${name} deleted`,
       "nft",
       () => sh(["nft", "delete", "chain", "inet", NFT_TABLE, name]),

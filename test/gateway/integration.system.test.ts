@@ -9,6 +9,7 @@ import { RUNTIME_DIR } from "../../src/gateway/runtime.js";
 import { findUserspacePid } from "../../src/gateway/wireguard.js";
 import { generatePrivateKey, publicKeyOf } from "../../src/wireguard/keys.js";
 import { MAIN } from "../support/cli.js";
+import { dataPath } from "../support/datapath.js";
 import { freshNamespace } from "../support/netns.js";
 import { tempDir } from "../support/tmp.js";
 import { requireTools } from "../support/tools.js";
@@ -250,18 +251,7 @@ test("up twice, repair; down keeps the kill switch; --purge restores exactly wha
 
 test("each chain of the ruleset deleted in turn: status says NOT armed, up repairs it", () => {
   assert.equal(cli(["gateway", "up"]).status, 0);
-  const p = {
-    ifname: IF,
-    fwmark: 0xca6c,
-    table: 51820,
-    rulePriority: 5182,
-    nftTable: "wg-egress",
-    primary: true,
-    sources: [],
-    otherSources: [],
-    uid: 400,
-    clients: { v4: [], v6: [] },
-  };
+  const p = dataPath({ ifname: IF });
   for (const { name } of expectedChains(p)) {
     sh(["nft", "delete", "chain", "inet", NFT_TABLE, name]);
     const broken = cli(["gateway", "status"]);

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { DataPath } from "../../src/gateway/model.js";
 import {
   expectedChains,
   nftCurrent,
@@ -9,19 +8,9 @@ import {
   renderRuleset,
   rulesetHash,
 } from "../../src/gateway/nft.js";
+import { dataPath } from "../support/datapath.js";
 
-const p: DataPath = {
-  ifname: "wg-egress",
-  fwmark: 0xca6c,
-  table: 51820,
-  rulePriority: 5182,
-  nftTable: "wg-egress",
-  primary: true,
-  sources: [],
-  otherSources: [],
-  uid: 400,
-  clients: { v4: ["10.1.0.0/24", "10.42.0.0/16"], v6: ["fd00:1::/64"] },
-};
+const p = dataPath({ clients: { v4: ["10.1.0.0/24", "10.42.0.0/16"], v6: ["fd00:1::/64"] } });
 
 // Captured: `nft list table inet wg-egress` after loading renderRuleset(p) (nft 1.0.6), counter bumped to 7.
 const LISTED = `table inet wg-egress {

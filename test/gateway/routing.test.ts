@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseConfig } from "../../src/config/load.js";
-import { clientSubnets, type DataPath, networkOf } from "../../src/gateway/model.js";
+import { clientSubnets, networkOf } from "../../src/gateway/model.js";
 import { inClientSubnets, isStaleRule, ourRules, ruleArgsOf } from "../../src/gateway/routes.js";
 import { UserError } from "../../src/util/errors.js";
+import { dataPath } from "../support/datapath.js";
 
 const IFACES = [
   { address: "127.0.0.1", cidr: "127.0.0.1/8" },
@@ -37,18 +38,7 @@ test("client subnets: the allow-list plus the listen addresses' subnets, never l
   assert.equal(networkOf("fd00:1::5/64"), "fd00:1::/64");
 });
 
-const p: DataPath = {
-  ifname: "wg0",
-  fwmark: 0xca6c,
-  table: 51820,
-  rulePriority: 100,
-  nftTable: "wg-egress",
-  primary: true,
-  sources: [],
-  otherSources: [],
-  uid: 400,
-  clients: { v4: ["10.1.0.0/24"], v6: [] },
-};
+const p = dataPath({ ifname: "wg0", rulePriority: 100, clients: { v4: ["10.1.0.0/24"], v6: [] } });
 
 test("rules: client subnets to main, the rest of the proxy's traffic to the tunnel table", () => {
   assert.deepEqual(
