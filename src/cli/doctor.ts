@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import type { DoctorOpts } from "./actions/doctor.js";
 import { defineCommand } from "./command.js";
-import { number } from "./flags.js";
+import { INTERFACE, number } from "./flags.js";
 
 export function registerDoctor(program: Command): void {
   defineCommand<DoctorOpts>(program, {
@@ -9,7 +9,7 @@ export function registerDoctor(program: Command): void {
     description:
       "check the whole path (tunnel, routes, rules, nft marking, kill switch, agent, proxy, DNS, exit IP) and say how to fix what fails; exit 1 on failure",
     flags: [
-      { flags: "-i, --interface <name>", key: "gateway.interface", help: "WireGuard interface" },
+      INTERFACE,
       { flags: "--json", help: "machine-readable output: [{name, verdict, evidence, fix}]" },
       {
         flags: "--ip-echo-url <url>",

@@ -26,6 +26,13 @@ export interface Flag {
   default?: unknown;
 }
 
+/** The WireGuard interface, shared by gateway, doctor and metrics. */
+export const INTERFACE: Flag = {
+  flags: "-i, --interface <name>",
+  key: "gateway.interface",
+  help: "WireGuard interface",
+};
+
 /** Repeatable flag: `--listen a --listen b` → ["a", "b"]. */
 export function repeatable(parse: (v: string) => unknown = (v) => v) {
   return (value: string, previous: unknown): unknown[] => [...((previous as unknown[]) ?? []), parse(value)];

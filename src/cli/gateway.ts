@@ -1,13 +1,7 @@
 import type { Command } from "commander";
 import type { GatewayOpts } from "./actions/gateway.js";
 import { defineCommand, type Invocation } from "./command.js";
-import type { Flag } from "./flags.js";
-
-const INTERFACE: Flag = {
-  flags: "-i, --interface <name>",
-  key: "gateway.interface",
-  help: "WireGuard interface",
-};
+import { type Flag, INTERFACE } from "./flags.js";
 
 const EXIT: Flag = {
   flags: "--exit <name>",

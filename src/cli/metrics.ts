@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import type { MetricsOpts } from "./actions/metrics.js";
 import { defineCommand } from "./command.js";
-import { number } from "./flags.js";
+import { INTERFACE, number } from "./flags.js";
 
 export function registerMetrics(program: Command): void {
   defineCommand<MetricsOpts>(program, {
@@ -9,7 +9,7 @@ export function registerMetrics(program: Command): void {
     description:
       "serve the gateway's WireGuard metrics (prometheus_wireguard_exporter names), kill-switch and agent state on /metrics until stopped",
     flags: [
-      { flags: "-i, --interface <name>", key: "gateway.interface", help: "WireGuard interface" },
+      INTERFACE,
       { flags: "--listen <host:port>", key: "gateway.metrics", help: "where to serve /metrics and /healthz" },
       { flags: "--friendly-name <name>", help: "friendly_name label for the configured peer (the exit)" },
       {
