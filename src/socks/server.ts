@@ -137,6 +137,7 @@ export class ProxyServer implements ConnectionHost {
     this.bytesUp = metrics.bytes.labels({ direction: "up" });
     this.bytesDown = metrics.bytes.labels({ direction: "down" });
     setRelayBufferBudget(settings.relayBufferBytes);
+    metrics.openConnections = () => this.connections.size;
     metrics.openByExit = () => {
       const open = new Map<string, number>();
       for (const c of this.connections)
@@ -263,7 +264,6 @@ export class ProxyServer implements ConnectionHost {
     }
     this.perClient.set(ip, (this.perClient.get(ip) ?? 0) + 1);
     this.connections.add(client);
-    this.metrics.active.inc();
   }
 
   private refused(reason: string, ip: string | undefined): void {
@@ -316,7 +316,6 @@ export class ProxyServer implements ConnectionHost {
     if (n > 0) this.perClient.set(conn.clientIp, n);
     else this.perClient.delete(conn.clientIp);
     const m = this.metrics;
-    m.active.dec();
     const result = resultOf(conn);
     const reply = conn.reply >= 0 ? replyName(conn.reply) : "none";
     const key = `${result}|${reply}`;
