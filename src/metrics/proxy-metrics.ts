@@ -16,6 +16,8 @@ export interface ProxyMetrics {
   exitOpen: Gauge<"exit">;
   /** Relaying connections per exit, counted at each scrape (set by the server). */
   openByExit: () => Map<string, number>;
+  /** Open client connections, read at each scrape (set by the server): no gauge update per connection. */
+  openConnections: () => number;
 }
 
 export function createProxyMetrics(): ProxyMetrics {
@@ -27,6 +29,9 @@ export function createProxyMetrics(): ProxyMetrics {
       name: "wg_egress_proxy_active_connections",
       help: "Client connections currently open (in handshake or relaying).",
       registers,
+      collect() {
+        this.set(metrics.openConnections());
+      },
     }),
     connections: new Counter({
       name: "wg_egress_proxy_connections_total",
@@ -90,6 +95,7 @@ export function createProxyMetrics(): ProxyMetrics {
       },
     }),
     openByExit: () => new Map(),
+    openConnections: () => 0,
   };
   return metrics;
 }

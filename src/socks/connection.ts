@@ -1,5 +1,6 @@
-import { isIP, type Server } from "node:net";
+import type { Server } from "node:net";
 import { performance } from "node:perf_hooks";
+import { ipv4Number } from "../policy/addresses.js";
 import { errorMessage } from "../util/errors.js";
 import { formatHostPort } from "../util/hostport.js";
 import { httpResponse, parseConnectHead } from "./http-connect.js";
@@ -287,7 +288,8 @@ export class Connection {
       return;
     }
     const policy = this.settings.destinations;
-    const literal = isIP(host) !== 0;
+    // A name has no ':' and never reads as a dotted quad (parseHost): no regex needed to tell them apart.
+    const literal = ipv4Number(host) >= 0 || host.includes(":");
     const refused = policy.checkPort(port) ?? (literal ? policy.checkLiteral(host) : policy.checkName(host));
     if (refused) {
       this.fail(REP.notAllowed, refused);

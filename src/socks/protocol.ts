@@ -4,9 +4,9 @@
  * the number of bytes it used, or an error (with the reply code to send, when one applies). They
  * never throw on any input, so the server can feed them whatever the network delivers.
  */
-import { isIPv4, isIPv6 } from "node:net";
+import { isIPv6 } from "node:net";
 import ipaddr from "ipaddr.js";
-import { canonicalIp } from "../policy/addresses.js";
+import { canonicalIp, ipv4Number } from "../policy/addresses.js";
 import { parseHost } from "./host.js";
 
 export const SOCKS_VERSION = 5;
@@ -56,7 +56,9 @@ export function parseGreeting(buf: Uint8Array, offset = 0): Parsed<Greeting> {
   if (avail < 2) return MORE;
   const n = buf[offset + 1];
   if (avail < 2 + n) return MORE;
-  const methods = Array.from(buf.subarray(offset + 2, offset + 2 + n));
+  // A plain loop: Array.from over a subarray took V8's generic path on every connection.
+  const methods: number[] = [];
+  for (let i = offset + 2; i < offset + 2 + n; i++) methods.push(buf[i]!);
   return ok({ methods }, 2 + n);
 }
 
@@ -64,9 +66,16 @@ export function serializeGreeting(methods: readonly number[]): Buffer {
   return Buffer.from([SOCKS_VERSION, methods.length, ...methods]);
 }
 
+/** The method choice for `method`: one shared buffer per method (written as is, never changed). */
 export function serializeMethodChoice(method: number): Buffer {
-  return Buffer.from([SOCKS_VERSION, method]);
+  let b = METHOD_CHOICES[method];
+  if (b === undefined) {
+    b = Buffer.from([SOCKS_VERSION, method]);
+    METHOD_CHOICES[method] = b;
+  }
+  return b;
 }
+const METHOD_CHOICES: (Buffer | undefined)[] = [];
 
 export interface Credentials {
   username: string;
@@ -174,11 +183,12 @@ export const parseReply = parseAddressMessage;
 function serializeWithAddress(b0: number, b1: number, b2: number, host: string, port: number): Buffer {
   let out: Buffer;
   let at: number;
-  if (isIPv4(host)) {
+  const v4 = ipv4Number(host); // -1 unless a dotted quad (as isIPv4 accepts), without a regex or split
+  if (v4 >= 0) {
     out = Buffer.allocUnsafe(10);
     out[3] = ATYP.ipv4;
-    at = 4;
-    for (const part of host.split(".")) out[at++] = Number(part);
+    out.writeUInt32BE(v4, 4);
+    at = 8;
   } else if (isIPv6(host)) {
     out = Buffer.allocUnsafe(22);
     out[3] = ATYP.ipv6;

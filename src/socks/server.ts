@@ -74,6 +74,29 @@ function resultOf(conn: Connection): string {
   return conn.outcome ?? "closed";
 }
 
+/** JSON text of a field that may hold arbitrary bytes (a name the client sent, a user, an error), or nothing. */
+function text(key: string, value: string | undefined): string {
+  return value === undefined ? "" : `,"${key}":${JSON.stringify(value)}`;
+}
+
+/**
+ * The fields of a connection's line, in this order: id, client, protocol, destination, resolved, user,
+ * exit, reply, result, why, up, down, ms (absent ones left out). IP literals, the protocol and the
+ * result are our own text and need no escaping; everything a client or a config chose is escaped.
+ */
+function connectionFields(conn: Connection, result: string, up: number, down: number): string {
+  const ip = conn.clientIp;
+  const client = ip.includes(":") ? `[${ip}]:${conn.clientPort}` : `${ip}:${conn.clientPort}`;
+  let s = `"id":${conn.id},"client":"${client}"`;
+  if (conn.protocol !== undefined) s += `,"protocol":"${conn.protocol}"`;
+  s += text("destination", conn.dest);
+  if (conn.resolved !== undefined) s += `,"resolved":"${conn.resolved}"`;
+  s += text("user", conn.user) + text("exit", conn.exit);
+  if (conn.reply >= 0) s += `,"reply":${conn.reply}`;
+  s += `,"result":"${result}"${text("why", conn.why)}`;
+  return `${s},"up":${up},"down":${down},"ms":${Math.round(performance.now() - conn.started)}`;
+}
+
 /**
  * The SOCKS5 / HTTP CONNECT server: accepts on every listen address, applies the client allow-list
  * and connection limits before reading a byte, and keeps the accounting (metrics, one log line per
@@ -110,10 +133,11 @@ export class ProxyServer implements ConnectionHost {
     private readonly log: Logger,
   ) {
     this.current = settings;
-    this.connectionLog = new LineLogger(log);
+    this.connectionLog = new LineLogger(log, "connection closed");
     this.bytesUp = metrics.bytes.labels({ direction: "up" });
     this.bytesDown = metrics.bytes.labels({ direction: "down" });
     setRelayBufferBudget(settings.relayBufferBytes);
+    metrics.openConnections = () => this.connections.size;
     metrics.openByExit = () => {
       const open = new Map<string, number>();
       for (const c of this.connections)
@@ -240,7 +264,6 @@ export class ProxyServer implements ConnectionHost {
     }
     this.perClient.set(ip, (this.perClient.get(ip) ?? 0) + 1);
     this.connections.add(client);
-    this.metrics.active.inc();
   }
 
   private refused(reason: string, ip: string | undefined): void {
@@ -293,7 +316,6 @@ export class ProxyServer implements ConnectionHost {
     if (n > 0) this.perClient.set(conn.clientIp, n);
     else this.perClient.delete(conn.clientIp);
     const m = this.metrics;
-    m.active.dec();
     const result = resultOf(conn);
     const reply = conn.reply >= 0 ? replyName(conn.reply) : "none";
     const key = `${result}|${reply}`;
@@ -314,24 +336,7 @@ export class ProxyServer implements ConnectionHost {
       if (up > 0) m.exitBytes.inc({ exit, direction: "up" }, up);
       if (down > 0) m.exitBytes.inc({ exit, direction: "down" }, down);
     }
-    this.connectionLog.info(
-      {
-        id: conn.id,
-        client: formatHostPort({ host: conn.clientIp, port: conn.clientPort }),
-        protocol: conn.protocol,
-        destination: conn.dest,
-        resolved: conn.resolved,
-        user: conn.user,
-        exit: conn.exit,
-        reply: conn.reply >= 0 ? conn.reply : undefined,
-        result,
-        why: conn.why,
-        up,
-        down,
-        ms: Math.round(performance.now() - conn.started),
-      },
-      "connection closed",
-    );
+    if (this.connectionLog.enabled) this.connectionLog.info(connectionFields(conn, result, up, down));
   }
 
   /**

@@ -71,6 +71,7 @@ test("auth request parses name and password", () => {
 test("failure replies carry 0.0.0.0:0; success replies the bound address", () => {
   assert.deepEqual([...serializeReply(REP.connectionRefused)], [5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
   assert.deepEqual([...serializeReply(0, "127.0.0.1", 40000)], [5, 0, 0, 1, 127, 0, 0, 1, 0x9c, 0x40]);
+  assert.deepEqual([...serializeReply(0, "203.0.113.255", 1)], [5, 0, 0, 1, 203, 0, 113, 255, 0, 1]);
   assert.equal(serializeReply(0, "::1", 1).length, 22);
 });
 

@@ -95,6 +95,9 @@ test("metrics endpoint: Prometheus text (promtool-valid) and /healthz", async ()
     const { rep, c } = await socksConnect(proxy.port, ipv4Request(echo.port));
     assert.equal(rep, 0);
     assert.ok(await echoes(c, "count me"));
+    // Open connections are counted at the scrape (not by a gauge updated per connection).
+    const open = await (await fetch(`http://${at}/metrics`)).text();
+    assert.match(open, /^wg_egress_proxy_active_connections 1$/m);
     c.close();
     const named = await socksConnect(proxy.port, [
       5,
