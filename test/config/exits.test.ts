@@ -95,7 +95,7 @@ test("the config check names every collision between exits, in one line", () => 
 });
 
 test("a route or pool naming an unknown exit is a one-line error naming it", () => {
-  const exits = [{ name: "fra" }, { name: "hel", address: "10.100.1.2/24" }];
+  const exits = [{ name: "fra", peer: { publicKey: KEY } }, { name: "hel", address: "10.100.1.2/24" }];
   assert.match(
     errorOf({ exits, routes: { rules: [{ users: ["alice"], to: "ams" }] } }),
     /routes\.rules\[0\]\.to.*route rule 1 goes to ams, which is neither an exit nor a pool \(known: fra, hel\)/,
@@ -140,7 +140,7 @@ test("every command stops on such a config with exit 2 and the one line, before 
 });
 
 test("rules by user need a proxy that asks for passwords; exits never use the kernel's reserved tables", () => {
-  const exits = [{ name: "fra" }, { name: "hel", address: "10.100.1.2/24" }];
+  const exits = [{ name: "fra", peer: { publicKey: KEY } }, { name: "hel", address: "10.100.1.2/24" }];
   const byUser = { exits, routes: { rules: [{ users: ["alice"], to: "hel" }] } };
   assert.match(
     errorOf(byUser),

@@ -5,8 +5,8 @@ import { parseConfig } from "../../src/config/load.js";
 import { EgressRoutes, egressOf, type Health, pickExit } from "../../src/policy/egress.js";
 import { healthOf, STALE_REPORT_S } from "../../src/policy/exit-health.js";
 
-/** Rules by user need a proxy that asks for passwords. */
-const withUsers = { users: [{ name: "alice", password: "pw" }] };
+/** Rules by user need a proxy that asks for passwords; several exits need DNS servers. */
+const withUsers = { users: [{ name: "alice", password: "pw" }], dns: { servers: ["192.0.2.53"] } };
 
 function routesOf(raw: Record<string, unknown>): EgressRoutes {
   const c = parseConfig({ proxy: withUsers, ...raw });

@@ -57,6 +57,8 @@ before(async () => {
         { name: "dave", password: "d" },
       ],
       destinations: { allow: ["127.0.0.1/32", "::1/128"] },
+      // Names are not asked for here (proxy-exit-dns.test.ts): a server nobody queries.
+      dns: { servers: ["127.0.0.1:9"] },
     },
   });
   proxy = await startProxy(["--config", config, "--metrics", "127.0.0.1:0"], {
