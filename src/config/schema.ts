@@ -30,10 +30,9 @@ export function withExitDns(raw: unknown): unknown {
   const address = (typeof exit.address === "string" ? exit.address : "10.100.0.1/24").split("/")[0];
   // An invalid exit.address is reported as such, not as a derived resolver.
   if (!isIP(address)) return raw;
-  const exits = Array.isArray(raw.exits)
-    ? raw.exits.map((e, i) => (i === 0 ? e : withOwnResolver(e)))
-    : raw.exits;
-  return { ...raw, exits, proxy: { ...proxy, dns: { ...dns, servers: [address] } } };
+  const servers = { ...raw, proxy: { ...proxy, dns: { ...dns, servers: [address] } } };
+  if (!Array.isArray(raw.exits)) return servers;
+  return { ...servers, exits: raw.exits.map((e, i) => (i === 0 ? e : withOwnResolver(e))) };
 }
 
 /**
