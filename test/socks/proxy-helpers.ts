@@ -296,15 +296,17 @@ export function rssBytes(pid: number): number {
 }
 
 /**
- * A tiny UDP DNS server on 127.0.0.1: answers A queries for names in `records`, NXDOMAIN otherwise,
- * so DNS tests never depend on (or send to) a real resolver. `delayMs` holds every answer that long
- * (a slow resolver).
+ * A tiny UDP DNS server on `address` (127.0.0.1): answers A queries for names in `records`, NXDOMAIN
+ * otherwise, so DNS tests never depend on (or send to) a real resolver. `delayMs` holds every answer
+ * that long (a slow resolver). `queries`: every question's name and the address it came from.
  */
 export async function dnsStub(
   records: Record<string, string>,
   delayMs = 0,
-): Promise<{ port: number; close(): void }> {
+  address = "127.0.0.1",
+): Promise<{ port: number; queries: { name: string; from: string }[]; close(): void }> {
   const sock = createSocket("udp4");
+  const queries: { name: string; from: string }[] = [];
   let open = true;
   sock.on("message", (msg, rinfo) => {
     let i = 12;
@@ -316,6 +318,7 @@ export async function dnsStub(
     const qEnd = i + 5;
     const qtype = msg.readUInt16BE(i + 1);
     const name = labels.join(".").toLowerCase();
+    queries.push({ name, from: rinfo.address });
     const ip = records[name];
     const answer = ip !== undefined && qtype === 1;
     const header = Buffer.from(msg.subarray(0, 12));
@@ -341,10 +344,11 @@ export async function dnsStub(
     if (delayMs === 0) sock.send(reply, rinfo.port, rinfo.address);
     else setTimeout(() => open && sock.send(reply, rinfo.port, rinfo.address), delayMs);
   });
-  sock.bind(0, "127.0.0.1");
+  sock.bind(0, address);
   await once(sock, "listening");
   return {
     port: sock.address().port,
+    queries,
     close: () => {
       open = false;
       sock.close();
