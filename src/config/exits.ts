@@ -8,8 +8,8 @@ import type { GatewayConfig } from "./gateway-schema.js";
  * The exits of a config with every key filled in. PURE.
  *
  * The first exit is the primary one: it keeps today's data path (the proxy's uid is marked, and what
- * the proxy sends unbound — its DNS queries — goes there) and its nft table is `wg-egress`. Every other
- * exit is selected by source address only: the proxy binds its connections to that exit's tunnel
+ * the proxy sends unbound goes there; with several exits even its DNS queries are bound, each to its
+ * exit's address) and its nft table is `wg-egress`. Every other exit is selected by source address only: the proxy binds its connections to that exit's tunnel
  * address, and `from <address> lookup <table>` (ordered before the primary's rules) routes them there.
  */
 

@@ -4,8 +4,10 @@ import { createSocket } from "node:dgram";
 import { once } from "node:events";
 import { readdirSync, readFileSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { parseUdpDatagram, serializeUdpHeader } from "../../src/socks/protocol.js";
 import { run } from "../../src/util/run.js";
 import { MAIN } from "../support/cli.js";
+import { until } from "../support/poll.js";
 import { PYTHON } from "../support/tools.js";
 
 export const LOOPBACK_ALLOW = ["--allow-destination", "127.0.0.0/8", "--allow-destination", "::1/128"];
@@ -259,6 +261,46 @@ export async function openAssociation(proxyPort: number) {
   if (reply[1] !== 0) throw new Error(`UDP ASSOCIATE reply ${reply[1]}`);
   const relayHost = `${reply[4]}.${reply[5]}.${reply[6]}.${reply[7]}`;
   return { sock, c, relayHost, relayPort: reply.readUInt16BE(8) };
+}
+
+/**
+ * A datagram through a UDP ASSOCIATE of `user` (password: its first letter) to `host` (an IP, or a
+ * name the proxy resolves), answered by a local echo with the address the datagram came from: the
+ * source the proxy's outbound socket used.
+ */
+export async function udpSourceAs(proxyPort: number, user: string, host: string): Promise<string> {
+  const echo = createSocket("udp4");
+  echo.on("message", (_msg, from) => echo.send(from.address, from.port, from.address));
+  echo.bind(0, "127.0.0.1");
+  await once(echo, "listening");
+  const sock = createSocket("udp4");
+  sock.bind(0, "127.0.0.1");
+  await once(sock, "listening");
+  const c = await RawClient.open(proxyPort);
+  try {
+    c.send([5, 1, 2]);
+    await c.read(2);
+    c.send([1, user.length, ...Buffer.from(user), 1, user.charCodeAt(0)]);
+    if ((await c.read(2))[1] !== 0) throw new Error(`${user}: authentication failed`);
+    c.send(ipv4Request(sock.address().port, [127, 0, 0, 1], 3));
+    const reply = await c.read(10);
+    if (reply[1] !== 0) throw new Error(`UDP ASSOCIATE reply ${reply[1]}`);
+    const got: Buffer[] = [];
+    sock.on("message", (m) => got.push(m));
+    sock.send(
+      Buffer.concat([serializeUdpHeader(host, echo.address().port), Buffer.from("hi")]),
+      reply.readUInt16BE(8),
+      `${reply[4]}.${reply[5]}.${reply[6]}.${reply[7]}`,
+    );
+    await until(() => got.length >= 1, 5000, "an answer");
+    const d = parseUdpDatagram(got[0]);
+    if (d.status !== "ok") throw new Error("a malformed answer");
+    return String(d.value.data);
+  } finally {
+    c.close();
+    sock.close();
+    echo.close();
+  }
 }
 
 export function ipv4Request(port: number, ip = [127, 0, 0, 1], cmd = 1): number[] {
