@@ -14,8 +14,9 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
 /**
  * DNS at the exit by default: on a gateway (gateway.peer is set) the proxy resolves names with the
  * exit's resolver on its tunnel address (exit.address, 10.100.0.1 by default), so no name is ever
- * resolved by the home ISP; each later exit with its own (withOwnResolver). Only when proxy.dns.servers is absent: an explicit list wins, and an
- * explicit [] means the system resolver. Works on the raw input, before validation reports anything.
+ * resolved by the home ISP; each later exit by its own (withOwnResolver). Only when proxy.dns.servers
+ * is absent: an explicit list wins (every exit asks it, through its own tunnel), and an explicit []
+ * means the system resolver. Works on the raw input, before validation reports anything.
  */
 export function withExitDns(raw: unknown): unknown {
   if (!isObject(raw)) return raw;
