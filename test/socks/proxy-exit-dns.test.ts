@@ -5,23 +5,27 @@
  * of every query. Loopback addresses stand in for the tunnel addresses (binding needs no privileges).
  */
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { writeConfig } from "../support/config.js";
 import { tempDir } from "../support/tmp.js";
 import { requireTools } from "../support/tools.js";
-import { curl, dnsStub, listen, type ProxyProcess, startProxy, udpSourceAs } from "./proxy-helpers.js";
+import {
+  LOOPBACK_EXIT_ADDRESS as ADDRESS,
+  curl,
+  dnsStub,
+  LOOPBACK_EXITS as EXITS,
+  listen,
+  type ProxyProcess,
+  startProxy,
+  udpSourceAs,
+  writeHealth,
+} from "./proxy-helpers.js";
 
 before(() => requireTools("curl"));
 
-const EXITS = [
-  { name: "fra", interface: "wgetest-dfra", address: "127.0.0.2/8" },
-  { name: "hel", interface: "wgetest-dhel", address: "127.0.0.3/8" },
-  { name: "ams", interface: "wgetest-dams", address: "127.0.0.4/8" },
-];
-const ADDRESS: Record<string, string> = { fra: "127.0.0.2", hel: "127.0.0.3", ams: "127.0.0.4" };
 /** Where a rule by destination sends connections: hel. */
 const MOVED = "127.0.0.9";
 
@@ -99,19 +103,8 @@ const askedBy = (dns: typeof fraDns, name: string) => [
   ...new Set(dns.queries.filter((q) => q.name === name).map((q) => q.from)),
 ];
 
-function health(exit: string, state: "up" | "down"): void {
-  const x = EXITS.find((e) => e.name === exit)!;
-  writeFileSync(
-    join(runDir, `${x.interface}.health.json`),
-    JSON.stringify({
-      exit,
-      interface: x.interface,
-      state,
-      handshakeAgeSeconds: 5,
-      checkedAt: Date.now() / 1000,
-    }),
-  );
-}
+const health = (exit: string, state: "up" | "down", checkedAt?: number) =>
+  writeHealth(runDir, exit, state, checkedAt);
 
 test("each user's names are asked by its exit's resolver, from its exit's tunnel address", async () => {
   assert.equal((await via("alice", "name.test")).stdout.trim(), ADDRESS.fra);

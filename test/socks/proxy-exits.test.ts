@@ -1,6 +1,6 @@
 /** Several exits, the proxy's side: each connection is bound to its exit's tunnel address, by route. */
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -8,24 +8,19 @@ import { writeConfig } from "../support/config.js";
 import { tempDir } from "../support/tmp.js";
 import { requireTools } from "../support/tools.js";
 import {
+  LOOPBACK_EXIT_ADDRESS as ADDRESS,
   curl,
+  LOOPBACK_EXITS as EXITS,
   ipv4Request,
   listen,
   type ProxyProcess,
   RawClient,
   startProxy,
   udpSourceAs,
+  writeHealth,
 } from "./proxy-helpers.js";
 
 before(() => requireTools("curl"));
-
-// Loopback addresses stand in for the tunnel addresses: binding to them needs no privileges.
-const EXITS = [
-  { name: "fra", interface: "wgetest-fra", address: "127.0.0.2/8" },
-  { name: "hel", interface: "wgetest-hel", address: "127.0.0.3/8" },
-  { name: "ams", interface: "wgetest-ams", address: "127.0.0.4/8" },
-];
-const ADDRESS: Record<string, string> = { fra: "127.0.0.2", hel: "127.0.0.3", ams: "127.0.0.4" };
 
 let proxy: ProxyProcess;
 let server: Server;
@@ -78,13 +73,8 @@ after(async () => {
 const via = (user: string, path = "socks5") =>
   curl(["-x", `${path}://${user}:${user[0]}@127.0.0.1:${proxy.port}`, `telnet://127.0.0.1:${serverPort}`]);
 
-function health(exit: string, state: "up" | "down", checkedAt = Math.floor(Date.now() / 1000)): void {
-  const x = EXITS.find((e) => e.name === exit)!;
-  writeFileSync(
-    join(runDir, `${x.interface}.health.json`),
-    JSON.stringify({ exit, interface: x.interface, state, handshakeAgeSeconds: 5, checkedAt }),
-  );
-}
+const health = (exit: string, state: "up" | "down", checkedAt?: number) =>
+  writeHealth(runDir, exit, state, checkedAt);
 
 test("each user's connection leaves from its exit's tunnel address; the rest take the default", async () => {
   assert.equal((await via("alice")).stdout.trim(), ADDRESS.fra);

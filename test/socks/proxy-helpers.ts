@@ -2,8 +2,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { once } from "node:events";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { join } from "node:path";
 import { parseUdpDatagram, serializeUdpHeader } from "../../src/socks/protocol.js";
 import { run } from "../../src/util/run.js";
 import { MAIN } from "../support/cli.js";
@@ -449,4 +450,30 @@ export function runPySocks(proxyPort: number, kind: "stream" | "dgram", lines: s
     ...lines,
   ].join("\n");
   return run(PYTHON, ["-c", script], { timeoutMs: 15_000, allowFail: true });
+}
+
+/** Three exits whose tunnel addresses are loopback addresses: binding to them needs no privileges. */
+export const LOOPBACK_EXITS = [
+  { name: "fra", interface: "wgetest-fra", address: "127.0.0.2/8" },
+  { name: "hel", interface: "wgetest-hel", address: "127.0.0.3/8" },
+  { name: "ams", interface: "wgetest-ams", address: "127.0.0.4/8" },
+];
+export const LOOPBACK_EXIT_ADDRESS: Record<string, string> = {
+  fra: "127.0.0.2",
+  hel: "127.0.0.3",
+  ams: "127.0.0.4",
+};
+
+/** A LOOPBACK_EXITS exit's health report in `runDir`, as its gateway agent writes it. */
+export function writeHealth(
+  runDir: string,
+  exit: string,
+  state: "up" | "down",
+  checkedAt = Math.floor(Date.now() / 1000),
+): void {
+  const x = LOOPBACK_EXITS.find((e) => e.name === exit)!;
+  writeFileSync(
+    join(runDir, `${x.interface}.health.json`),
+    JSON.stringify({ exit, interface: x.interface, state, handshakeAgeSeconds: 5, checkedAt }),
+  );
 }
