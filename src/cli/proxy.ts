@@ -92,7 +92,8 @@ const FLAGS: Flag[] = [
     key: "proxy.dns.servers",
     help: "DNS server (IP or IP:port) for destination names, repeatable",
     parse: repeatable(),
-    defaultText: "the exit's resolver (exit.address) when gateway.peer is set, else the system resolver",
+    defaultText:
+      "the exit's resolver (exit.address) when gateway.peer is set, else the system resolver; several exits: each its own (exits[].dnsServers)",
   },
   {
     flags: "--dns-family <family>",

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { cidr, hostPort, ifaceAddress, intOrHex, port, wgKey } from "./types.js";
+import { cidr, dnsServer, hostPort, ifaceAddress, intOrHex, port, wgKey } from "./types.js";
 
 /**
  * Several exits (`exits:`), pools of them (`pools:`) and which client goes where (`routes:`). Without
@@ -41,6 +41,19 @@ export const exitEntrySchema = z
     table: intOrHex.optional(),
     rulePriority: z.number().int().min(1).max(32763).optional(),
     mtu: z.number().int().min(1280).max(9000).optional(),
+    /**
+     * The DNS servers this exit's resolver queries, through this exit's tunnel (source = its address).
+     * Default: the first exit uses proxy.dns.servers; the others their exit's own resolver on its
+     * tunnel address (the .1 of their subnet) when proxy.dns.servers is the derived default, else
+     * proxy.dns.servers too (see withExitDns).
+     */
+    dnsServers: z
+      .array(dnsServer)
+      .min(
+        1,
+        "no DNS server for this exit: list its resolver, e.g. the exit's tunnel address (derived only from an address like 10.100.1.2/24 whose .1 is the exit's)",
+      )
+      .optional(),
   })
   .strict();
 

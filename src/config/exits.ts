@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 import type { HostPort } from "../util/hostport.js";
 import type { ExitEntry, RoutesConfig } from "./egress-schema.js";
@@ -7,8 +8,8 @@ import type { GatewayConfig } from "./gateway-schema.js";
  * The exits of a config with every key filled in. PURE.
  *
  * The first exit is the primary one: it keeps today's data path (the proxy's uid is marked, and what
- * the proxy sends unbound — its DNS queries — goes there) and its nft table is `wg-egress`. Every other
- * exit is selected by source address only: the proxy binds its connections to that exit's tunnel
+ * the proxy sends unbound goes there; with several exits even its DNS queries are bound, each to its
+ * exit's address) and its nft table is `wg-egress`. Every other exit is selected by source address only: the proxy binds its connections to that exit's tunnel
  * address, and `from <address> lookup <table>` (ordered before the primary's rules) routes them there.
  */
 
@@ -193,5 +194,51 @@ export function routeProblems(
         message: `route rule ${i + 1} matches users, but the proxy asks no password (no proxy.users or usersFile, or proxy.auth: none): add users, or route by clients`,
       });
   });
+  return out;
+}
+
+/**
+ * The DNS servers each exit's resolver queries (in the order of resolveExits): its own dnsServers,
+ * else proxy.dns.servers (withExitDns already gave the later exits their own resolver when the proxy's
+ * is the derived one at the first exit).
+ */
+export function exitDnsServers(
+  exits: readonly ExitSpec[],
+  entries: readonly ExitEntry[] | undefined,
+  proxyServers: readonly string[],
+): string[][] {
+  return exits.map((x) => [...(entries?.[x.index]?.dnsServers ?? proxyServers)]);
+}
+
+/**
+ * With several exits, each exit's names are resolved through its own tunnel: c-ares bound to the
+ * exit's address. The system resolver (getaddrinfo) cannot be bound, and an IPv6 server cannot be
+ * reached from an exit without an IPv6 tunnel address: both would send the queries elsewhere.
+ */
+export function dnsProblems(
+  exits: readonly ExitSpec[],
+  entries: readonly ExitEntry[] | undefined,
+  proxyServers: readonly string[],
+): Problem[] {
+  if (exits.length < 2) return [];
+  const out: Problem[] = [];
+  const servers = exitDnsServers(exits, entries, proxyServers);
+  const system = exits.filter((x) => servers[x.index].length === 0).map((x) => x.name);
+  if (system.length > 0)
+    out.push({
+      path: ["proxy", "dns", "servers"],
+      message: `with several exits each exit resolves names through its own tunnel, which the system resolver (proxy.dns.servers empty) cannot do: set proxy.dns.servers, or dnsServers on exit${system.length > 1 ? "s" : ""} ${system.join(", ")}`,
+    });
+  for (const x of exits) {
+    const own = entries?.[x.index]?.dnsServers !== undefined;
+    const path = own ? ["exits", x.index, "dnsServers"] : ["proxy", "dns", "servers"];
+    if (x.address6 || servers[x.index].length === 0) continue;
+    const v6 = servers[x.index].find((s) => isIP(s) === 6 || s.startsWith("["));
+    if (v6 !== undefined)
+      out.push({
+        path,
+        message: `exit ${x.name} has no address6, so it cannot query the IPv6 DNS server ${v6} through its tunnel: set address6, or use an IPv4 server (exits[${x.index}].dnsServers)`,
+      });
+  }
   return out;
 }

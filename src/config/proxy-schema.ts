@@ -1,18 +1,6 @@
-import { isIP } from "node:net";
 import { z } from "zod";
 import { isIPv4MappedRule } from "../policy/addresses.js";
-import { parseHostPort } from "../util/hostport.js";
-import { cidr, hostPort, port, seconds } from "./types.js";
-
-/** What c-ares' setServers accepts: an IP literal, optionally with a port. */
-const dnsServer = z.string().refine(
-  (v) => {
-    if (isIP(v)) return true;
-    const hp = parseHostPort(v);
-    return typeof hp !== "string" && isIP(hp.host) !== 0 && hp.port > 0;
-  },
-  { message: "expected an IP address, IP:PORT or [IPv6]:PORT of a DNS server" },
-);
+import { cidr, dnsServer, hostPort, port, seconds } from "./types.js";
 
 /**
  * A client or destination rule. Rules match per address family and IPv4-mapped addresses are checked

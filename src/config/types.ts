@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 import { z } from "zod";
 import { ParsedHostPort, parseHostPort } from "../util/hostport.js";
@@ -58,3 +59,13 @@ export const intOrHex = z.union([
 ]);
 
 export const seconds = z.number().nonnegative();
+
+/** What c-ares' setServers accepts: an IP literal, optionally with a port. */
+export const dnsServer = z.string().refine(
+  (v) => {
+    if (isIP(v)) return true;
+    const hp = parseHostPort(v);
+    return typeof hp !== "string" && isIP(hp.host) !== 0 && hp.port > 0;
+  },
+  { message: "expected an IP address, IP:PORT or [IPv6]:PORT of a DNS server" },
+);

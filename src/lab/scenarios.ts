@@ -123,7 +123,7 @@ async function viaExit(): Promise<string> {
 }
 
 /** The DNS servers' logs: which source asked for `name`. */
-function askedBy(log: string, name: string): string[] {
+export function askedBy(log: string, name: string): string[] {
   return readFileSync(log, "utf8")
     .split("\n")
     .filter((l) => l.startsWith("{"))

@@ -128,7 +128,7 @@ export async function probeConnect(port: number, dst: string, dstPort: number): 
 /** `curl` from the pod through the proxy as `user` (password = name): what the echo server saw, or null. */
 export async function echoAs(
   user: string,
-  opts: { from?: string; maxTime?: number } = {},
+  opts: { from?: string; maxTime?: number; name?: string } = {},
 ): Promise<string | null> {
   const maxTime = opts.maxTime ?? 5;
   const r = await inNs(
@@ -139,11 +139,12 @@ export async function echoAs(
       "--max-time",
       String(maxTime),
       ...(opts.from ? ["--interface", opts.from] : []),
-      "--socks5",
+      // A name (every one is the server's address) is resolved by the proxy, through the user's exit.
+      opts.name ? "--socks5-hostname" : "--socks5",
       `${ADDR.gwLan}:${PROXY_PORT}`,
       "--proxy-user",
       `${user}:${user}`,
-      `http://${ADDR.server}/`,
+      `http://${opts.name ?? ADDR.server}/`,
     ],
     { allowFail: true, timeoutMs: (maxTime + 5) * 1000 },
   );

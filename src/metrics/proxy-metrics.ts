@@ -8,7 +8,7 @@ export interface ProxyMetrics {
   connections: Counter<"result" | "reply">;
   bytes: Counter<"direction">;
   handshakeSeconds: Histogram<string>;
-  dnsSeconds: Histogram<"outcome">;
+  dnsSeconds: Histogram<"exit" | "outcome">;
   refused: Counter<"reason">;
   relayBuffers: Gauge<string>;
   exitConnections: Counter<"exit" | "result">;
@@ -53,8 +53,8 @@ export function createProxyMetrics(): ProxyMetrics {
     }),
     dnsSeconds: new Histogram({
       name: "wg_egress_proxy_dns_seconds",
-      help: "Destination name resolution time, by outcome (ok or the error code).",
-      labelNames: ["outcome"],
+      help: "Destination name resolution time, by the exit that resolved it and outcome (ok or the error code).",
+      labelNames: ["exit", "outcome"],
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     }),

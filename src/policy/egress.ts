@@ -14,12 +14,16 @@ import type { ExitSpec } from "../config/exits.js";
 /** An exit's health as the proxy knows it from the gateway agent. */
 export type Health = "healthy" | "unknown" | "unhealthy";
 
-export interface RouteRequest {
+/** What is known of a connection before its destination name is resolved. */
+export interface NameRequest {
   user?: string;
   client: string;
+  port: number;
+}
+
+export interface RouteRequest extends NameRequest {
   /** The address connected to (after DNS). */
   destination: string;
-  port: number;
 }
 
 export interface Target {
@@ -73,12 +77,16 @@ export class EgressRoutes {
     this.fallback = target(routes?.default ?? exits[0].name, -1);
   }
 
-  /** The target of the first rule that matches, else the default. */
-  select(req: RouteRequest): Target {
+  /**
+   * The target of the first rule that matches, else the default. Without a destination (a name not
+   * yet resolved) the rules that name destinations are skipped: they cannot be decided yet.
+   */
+  select(req: NameRequest & { destination?: string }): Target {
     for (const r of this.rules) {
       if (r.users && (req.user === undefined || !r.users.has(req.user))) continue;
       if (r.clients && !inAny(r.clients, req.client)) continue;
-      if (r.destinations && !inAny(r.destinations, req.destination)) continue;
+      if (r.destinations && (req.destination === undefined || !inAny(r.destinations, req.destination)))
+        continue;
       if (r.ports && !r.ports.has(req.port)) continue;
       return r.target;
     }
@@ -120,9 +128,18 @@ export type EgressChoice =
   | { exit: string; localAddress?: string; refused?: undefined }
   | { exit?: string; refused: string };
 
+/** The exit that resolves a name: picked by everything but the destination address. */
+export type NameChoice =
+  | { exit: string; target: Target; refused?: undefined }
+  | { exit?: undefined; refused: string };
+
 /**
  * The proxy's side of several exits: the exit for each new connection and the address to bind it to.
  * With one exit nothing is bound (today's data path: the proxy's uid is routed into the tunnel).
+ *
+ * A name is resolved through an exit chosen before its address is known (forName: rules that name
+ * destinations are skipped), then each address is routed again with everything (exitFor): the same
+ * rule keeps the member already picked; an earlier rule naming destinations may send it elsewhere.
  */
 export class Egress {
   constructor(
@@ -132,16 +149,42 @@ export class Egress {
     private readonly health: (exit: string) => Health,
   ) {}
 
+  /** An IP destination: the exit and the address to bind to. */
   choose(req: RouteRequest): EgressChoice {
     const target = this.routes.select(req);
     const exit = pickExit(target, this.health, req.user ?? req.client);
     if (exit === null) return { refused: `no healthy exit in pool ${target.name}` };
+    return this.bind(exit, req.destination);
+  }
+
+  /** A name: the exit to resolve it through (then exitFor for each address, then bind). */
+  forName(req: NameRequest): NameChoice {
+    const target = this.routes.select(req);
+    const exit = pickExit(target, this.health, req.user ?? req.client);
+    return exit === null ? { refused: `no healthy exit in pool ${target.name}` } : { exit, target };
+  }
+
+  /** The exit for an address `name` resolved to, `name` having been resolved through `via`. */
+  exitFor(via: NameChoice & { exit: string }, req: RouteRequest): EgressChoice {
+    const target = this.routes.select(req);
+    if (target === via.target) return { exit: via.exit };
+    const exit = pickExit(target, this.health, req.user ?? req.client);
+    return exit === null ? { refused: `no healthy exit in pool ${target.name}` } : { exit };
+  }
+
+  /** Where a connection to `destination` through `exit` is bound (several exits only). */
+  bind(exit: string, destination: string): EgressChoice {
     if (!this.sources) return { exit };
     const src = this.sources.get(exit);
-    const v6 = ipaddr.isValid(req.destination) && ipaddr.process(req.destination).kind() === "ipv6";
+    const v6 = ipaddr.isValid(destination) && ipaddr.process(destination).kind() === "ipv6";
     const localAddress = v6 ? src?.v6 : src?.v4;
     if (!localAddress) return { exit, refused: `exit ${exit} has no IPv${v6 ? 6 : 4} tunnel address` };
     return { exit, localAddress };
+  }
+
+  /** The exit's tunnel addresses, the source of its DNS queries too; undefined with one exit. */
+  sourceOf(exit: string): ExitSource | undefined {
+    return this.sources?.get(exit);
   }
 }
 

@@ -45,12 +45,20 @@ export class DestinationResolver {
   private readonly resolver?: dns.Resolver;
   private readonly timeoutMs: number;
 
-  constructor(private readonly cfg: DnsConfig) {
+  /**
+   * `source`: an exit's tunnel addresses, the source of every query (several exits: the gateway
+   * routes them into that exit, under its kill switch). Only with servers: getaddrinfo cannot be bound.
+   */
+  constructor(
+    private readonly cfg: DnsConfig,
+    source?: { v4?: string; v6?: string },
+  ) {
     this.timeoutMs = Math.max(1, Math.round(cfg.timeoutSeconds * 1000));
     if (cfg.servers.length > 0) {
       this.resolver = new dns.Resolver({ timeout: this.timeoutMs, tries: 1 });
       this.resolver.setServers(cfg.servers);
-    }
+      if (source) this.resolver.setLocalAddress(source.v4 ?? "0.0.0.0", source.v6);
+    } else if (source) throw new Error("a bound resolver needs DNS servers");
   }
 
   async resolve(name: string): Promise<string[]> {

@@ -1,6 +1,7 @@
 import type { Server } from "node:net";
 import { performance } from "node:perf_hooks";
 import { ipv4Number } from "../policy/addresses.js";
+import type { ExitResolution } from "../policy/exit-dns.js";
 import { errorMessage } from "../util/errors.js";
 import { formatHostPort } from "../util/hostport.js";
 import { httpResponse, parseConnectHead } from "./http-connect.js";
@@ -17,13 +18,14 @@ import {
 } from "./protocol.js";
 import { type AcceptedHandle, adoptHandle, connectLeg, type Leg, relay } from "./relay.js";
 import { httpStatusForReply, replyForError, replyText } from "./replies.js";
-import type { ProxySettings } from "./settings.js";
+import { type ProxySettings, resolveDestination } from "./settings.js";
 import { UdpAssociation } from "./udp.js";
 
 /** What a connection needs from its server: accounting when it ends, and where to report a bug it hit. */
 export interface ConnectionHost {
   connectionDone(conn: Connection): void;
-  observeDns(seconds: number, outcome: string): void;
+  /** `exit`: the exit that resolved the name (undefined without exits: the proxy's one resolver). */
+  observeDns(seconds: number, outcome: string, exit: string | undefined): void;
   internalError(conn: Connection, err: unknown): void;
   /** No file descriptor for the destination (EMFILE/ENFILE): counted and logged by the server. */
   fdExhausted(): void;
@@ -107,6 +109,8 @@ export class Connection {
   private udp: UdpAssociation | undefined;
   private open = 1;
   private candidates: string[] = [];
+  /** The exit that resolved the destination name: its addresses are connected only through it. */
+  private via: string | undefined;
   private port = 0;
   private keepaliveOn = false;
   /** Its place in the server's set of open connections (see SlotSet). */
@@ -300,19 +304,23 @@ export class Connection {
       this.addressesReady([host]);
       return;
     }
-    const t0 = performance.now();
-    this.settings.resolver.resolve(host).then(
-      (addresses) =>
-        this.guard(() => {
-          this.host.observeDns((performance.now() - t0) / 1000, "ok");
-          this.addressesReady(addresses);
-        }),
-      (err: NodeJS.ErrnoException) =>
-        this.guard(() => {
-          this.host.observeDns((performance.now() - t0) / 1000, err.code ?? "error");
-          if (this.stage === S.Connecting) this.fail(replyForError(err), err.message);
-        }),
+    const req = { user: this.user, client: this.clientIp, port };
+    resolveDestination(this.settings, req, host, (s, o, x) => this.host.observeDns(s, o, x)).then(
+      (r) => this.guard(() => this.nameResolved(r)),
+      (err) => this.crashed(err),
     );
+  }
+
+  /** The name's addresses, all routed to the exit that resolved them; or why there are none. */
+  private nameResolved(r: ExitResolution): void {
+    if (this.stage !== S.Connecting) return;
+    this.exit = r.exit;
+    if (r.error) this.fail(replyForError(r.error), r.error.message);
+    else if (r.refused !== undefined) this.fail(REP.networkUnreachable, r.refused, "no_exit");
+    else {
+      this.via = r.exit;
+      this.addressesReady(r.addresses);
+    }
   }
 
   /** Policy on the resolved addresses: connect only to an address that passed the check (no rebinding). */
@@ -331,13 +339,12 @@ export class Connection {
   private tryNext(): void {
     const ip = this.candidates.shift()!;
     this.resolved = ip;
-    // The exit is chosen per address connected to (a rule may name destinations).
-    const choice = this.settings.egress?.choose({
-      user: this.user,
-      client: this.clientIp,
-      destination: ip,
-      port: this.port,
-    });
+    // A name's addresses go through the exit that resolved them; an IP's exit is chosen for it.
+    const egress = this.settings.egress;
+    const choice =
+      this.via !== undefined
+        ? egress?.bind(this.via, ip)
+        : egress?.choose({ user: this.user, client: this.clientIp, destination: ip, port: this.port });
     this.exit = choice?.exit;
     if (choice?.refused !== undefined) {
       this.fail(REP.networkUnreachable, choice.refused, "no_exit");
@@ -401,7 +408,7 @@ export class Connection {
   private associate(port: number): void {
     const h = this.host;
     UdpAssociation.open(this.client.localAddress ?? "", this.clientIp, port, this.settings, {
-      observeDns: (s, o) => h.observeDns(s, o),
+      observeDns: (s, o, x) => h.observeDns(s, o, x),
       crashed: (err) => this.crashed(err),
       user: this.user,
     }).then(

@@ -306,8 +306,8 @@ export class ProxyServer implements ConnectionHost {
     );
   }
 
-  observeDns(seconds: number, outcome: string): void {
-    this.metrics.dnsSeconds.observe({ outcome }, seconds);
+  observeDns(seconds: number, outcome: string, exit: string | undefined): void {
+    this.metrics.dnsSeconds.observe({ exit: exit ?? "none", outcome }, seconds);
   }
 
   connectionDone(conn: Connection): void {

@@ -1,7 +1,13 @@
 import type { ProxyConfig } from "../config/proxy-schema.js";
 import { ClientPolicy, defaultClientCidrs } from "../policy/clients.js";
 import { DestinationPolicy } from "../policy/destination.js";
-import type { Egress } from "../policy/egress.js";
+import type { Egress, NameRequest } from "../policy/egress.js";
+import {
+  type DnsObserver,
+  type ExitResolution,
+  resolveThroughExit,
+  resolveUnrouted,
+} from "../policy/exit-dns.js";
 import { DestinationResolver } from "../policy/resolve.js";
 import { UsageError } from "../util/errors.js";
 import type { HostPort } from "../util/hostport.js";
@@ -23,7 +29,10 @@ export interface ProxySettings {
   /** Who may use /metrics. */
   metricsClients: ClientPolicy;
   destinations: DestinationPolicy;
+  /** The resolver without exits (proxy.dns, unbound). */
   resolver: DestinationResolver;
+  /** Each exit's resolver: its servers, queried from its tunnel address (several exits). */
+  resolverOf(exit: string): DestinationResolver;
   /** 0 = keepalive off. */
   keepaliveMs: number;
   /** 0 = relayed connections never time out. */
@@ -66,8 +75,39 @@ function authOf(cfg: ProxyConfig): { users: UserStore; requireAuth: boolean; ope
   return { users: new UserStore(users), requireAuth: users.length > 0, openOnPurpose: cfg.auth === "none" };
 }
 
+/**
+ * One resolver per exit (`exitServers`: exit → its DNS servers), bound to the exit's tunnel addresses
+ * when there are several; an exit without servers uses the proxy's resolver (one exit: today's).
+ */
+function resolversOf(
+  dns: ProxyConfig["dns"],
+  egress: Egress | undefined,
+  exitServers: ReadonlyMap<string, string[]>,
+): { resolver: DestinationResolver; resolverOf(exit: string): DestinationResolver } {
+  const resolver = new DestinationResolver(dns);
+  const byExit = new Map(
+    [...exitServers].map(([exit, servers]) => [
+      exit,
+      new DestinationResolver({ ...dns, servers }, egress?.sourceOf(exit)),
+    ]),
+  );
+  return {
+    resolver,
+    resolverOf(exit) {
+      const r = byExit.get(exit);
+      // Several exits: every one has its own (the config check requires servers); an unknown one is a bug.
+      if (!r && byExit.size > 1) throw new Error(`no resolver for exit ${exit}`);
+      return r ?? resolver;
+    },
+  };
+}
+
 /** Reads the users file too; throws a UserError on a bad one. */
-export function buildSettings(cfg: ProxyConfig, egress?: Egress): ProxySettings {
+export function buildSettings(
+  cfg: ProxyConfig,
+  egress?: Egress,
+  exitServers: ReadonlyMap<string, string[]> = new Map(),
+): ProxySettings {
   const listen = cfg.listen;
   const clients = new ClientPolicy(
     cfg.allowClients.length > 0 ? cfg.allowClients : defaultClientCidrs(listen),
@@ -78,7 +118,7 @@ export function buildSettings(cfg: ProxyConfig, egress?: Egress): ProxySettings 
     clients,
     metricsClients: cfg.metricsAllowClients.length > 0 ? new ClientPolicy(cfg.metricsAllowClients) : clients,
     destinations: new DestinationPolicy(cfg.destinations),
-    resolver: new DestinationResolver(cfg.dns),
+    ...resolversOf(cfg.dns, egress, exitServers),
     keepaliveMs: cfg.keepalive.enabled ? ms(cfg.keepalive.idleSeconds) : 0,
     idleTimeoutMs: ms(cfg.idleTimeoutSeconds),
     handshakeTimeoutMs: ms(cfg.handshakeTimeoutSeconds),
@@ -89,6 +129,19 @@ export function buildSettings(cfg: ProxyConfig, egress?: Egress): ProxySettings 
     httpConnect: cfg.httpConnect,
     egress,
   };
+}
+
+/** A destination name, resolved through the exit the connection takes (or the one resolver without exits). */
+export function resolveDestination(
+  settings: ProxySettings,
+  req: NameRequest,
+  name: string,
+  observe: DnsObserver,
+): Promise<ExitResolution> {
+  const { egress, resolver, resolverOf } = settings;
+  return egress
+    ? resolveThroughExit(egress, resolverOf, req, name, observe)
+    : resolveUnrouted(resolver, name, observe);
 }
 
 /**

@@ -3,9 +3,9 @@ import { once } from "node:events";
 import { isIP, isIPv4 } from "node:net";
 import { canonicalIp } from "../policy/addresses.js";
 import { parseUdpDatagram, serializeUdpHeader } from "./protocol.js";
-import type { ProxySettings } from "./settings.js";
+import { type ProxySettings, resolveDestination } from "./settings.js";
 
-/** Resolved names per association (a client usually talks to a handful of names). */
+/** Resolved names (by exit and port) per association (a client usually talks to a handful of names). */
 const MAX_NAMES = 64;
 /**
  * Destinations (address and port) an association relays answers from, least recently used dropped
@@ -17,7 +17,7 @@ const MAX_LOOKUPS = 16;
 
 /** What an association reports to its connection. */
 export interface AssociationHost {
-  observeDns(seconds: number, outcome: string): void;
+  observeDns(seconds: number, outcome: string, exit: string | undefined): void;
   /** A bug hit while handling a datagram: the connection (and with it the association) ends. */
   crashed(err: unknown): void;
   /** The authenticated user, for the choice of exit. */
@@ -37,7 +37,8 @@ export class UdpAssociation {
   private clientPort: number;
   /** "ip|port" of the destinations sent to, in order of last use (a Map keeps insertion order). */
   private readonly peers = new Map<string, true>();
-  private readonly names = new Map<string, string>();
+  /** "exit|port|name" → the address it resolved to, and the exit that resolved it. */
+  private readonly names = new Map<string, { ip: string; exit?: string }>();
   private lookups = 0;
   up = 0;
   down = 0;
@@ -116,33 +117,39 @@ export class UdpAssociation {
       this.dropped++;
       return;
     }
-    const known = literal ? host : this.names.get(host);
-    if (known !== undefined) this.send(known, port, data);
+    if (literal) {
+      this.send(host, port, data);
+      return;
+    }
+    // A name is resolved through the exit its datagrams take, which may depend on the port.
+    const req = { user: this.host.user, client: this.clientIp, port };
+    const via = this.settings.egress?.forName(req);
+    if (via?.refused !== undefined) {
+      this.dropped++;
+      return;
+    }
+    const key = `${via?.exit ?? ""}|${port}|${host}`;
+    const known = this.names.get(key);
+    if (known !== undefined) this.send(known.ip, port, data, known.exit);
     else if (this.lookups >= MAX_LOOKUPS) this.dropped++;
-    else void this.resolveAndSend(host, port, data);
+    else void this.resolveAndSend(key, host, port, data);
   }
 
-  private async resolveAndSend(name: string, port: number, data: Buffer): Promise<void> {
-    const t0 = performance.now();
+  private async resolveAndSend(key: string, name: string, port: number, data: Buffer): Promise<void> {
     this.lookups++;
     try {
-      let addresses: string[];
-      try {
-        addresses = await this.settings.resolver.resolve(name);
-      } catch (e) {
-        this.host.observeDns((performance.now() - t0) / 1000, (e as NodeJS.ErrnoException).code ?? "error");
-        this.dropped++;
-        return;
-      }
-      this.host.observeDns((performance.now() - t0) / 1000, "ok");
-      const ip = addresses.find((a) => !this.settings.destinations.checkAddress(a));
+      const req = { user: this.host.user, client: this.clientIp, port };
+      const r = await resolveDestination(this.settings, req, name, (s, o, x) =>
+        this.host.observeDns(s, o, x),
+      );
+      const ip = r.addresses?.find((a) => !this.settings.destinations.checkAddress(a));
       if (ip === undefined) {
         this.dropped++;
         return;
       }
       if (this.names.size >= MAX_NAMES) this.names.clear();
-      this.names.set(name, ip);
-      this.send(ip, port, data);
+      this.names.set(key, { ip, exit: r.exit });
+      this.send(ip, port, data, r.exit);
     } catch (err) {
       this.host.crashed(err);
     } finally {
@@ -150,7 +157,8 @@ export class UdpAssociation {
     }
   }
 
-  private send(ip: string, port: number, data: Buffer): void {
+  /** `via`: the exit that resolved the destination's name, the only one it may leave through. */
+  private send(ip: string, port: number, data: Buffer, via?: string): void {
     if (this.settings.destinations.checkAddress(ip)) {
       this.dropped++;
       return;
@@ -160,12 +168,11 @@ export class UdpAssociation {
     this.peers.delete(key);
     this.peers.set(key, true);
     if (this.peers.size > MAX_PEERS) this.peers.delete(this.peers.keys().next().value!);
-    const choice = this.settings.egress?.choose({
-      user: this.host.user,
-      client: this.clientIp,
-      destination: ip,
-      port,
-    });
+    const egress = this.settings.egress;
+    const choice =
+      via !== undefined
+        ? egress?.bind(via, ip)
+        : egress?.choose({ user: this.host.user, client: this.clientIp, destination: ip, port });
     if (choice?.refused !== undefined) {
       this.dropped++;
       return;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { resolveExits } from "../../src/config/exits.js";
+import { exitDnsServers, resolveExits } from "../../src/config/exits.js";
 import { parseConfig } from "../../src/config/load.js";
 import { UserError } from "../../src/util/errors.js";
 import { cli } from "../support/cli.js";
@@ -95,7 +95,10 @@ test("the config check names every collision between exits, in one line", () => 
 });
 
 test("a route or pool naming an unknown exit is a one-line error naming it", () => {
-  const exits = [{ name: "fra" }, { name: "hel", address: "10.100.1.2/24" }];
+  const exits = [
+    { name: "fra", peer: { publicKey: KEY } },
+    { name: "hel", address: "10.100.1.2/24" },
+  ];
   assert.match(
     errorOf({ exits, routes: { rules: [{ users: ["alice"], to: "ams" }] } }),
     /routes\.rules\[0\]\.to.*route rule 1 goes to ams, which is neither an exit nor a pool \(known: fra, hel\)/,
@@ -140,7 +143,10 @@ test("every command stops on such a config with exit 2 and the one line, before 
 });
 
 test("rules by user need a proxy that asks for passwords; exits never use the kernel's reserved tables", () => {
-  const exits = [{ name: "fra" }, { name: "hel", address: "10.100.1.2/24" }];
+  const exits = [
+    { name: "fra", peer: { publicKey: KEY } },
+    { name: "hel", address: "10.100.1.2/24" },
+  ];
   const byUser = { exits, routes: { rules: [{ users: ["alice"], to: "hel" }] } };
   assert.match(
     errorOf(byUser),
@@ -161,4 +167,88 @@ test("rules by user need a proxy that asks for passwords; exits never use the ke
   );
   assert.match(errorOf({ exits: [{ name: "fra", table: 255 }] }), /exit fra uses routing table 255/);
   assert.match(errorOf({ exits: [{ name: "fra", rulePriority: 32764 }] }), /rulePriority/);
+});
+
+test("DNS per exit: each exit resolves at its own exit by default; proxy.dns.servers or dnsServers otherwise", () => {
+  const servers = (raw: Record<string, unknown>) => {
+    const c = parseConfig(raw);
+    return exitDnsServers(resolveExits(c.gateway, c.exits), c.exits, c.proxy.dns.servers);
+  };
+  const peer = { publicKey: KEY };
+  const exits = [
+    { name: "fra", peer },
+    { name: "hel", address: "10.100.1.2/24" },
+  ];
+  assert.deepEqual(servers({ exits }), [["10.100.0.1"], ["10.100.1.1"]], "each exit's own resolver");
+  assert.deepEqual(servers({ exits, exit: { address: "10.9.0.1/24" } }), [["10.9.0.1"], ["10.100.1.1"]]);
+  assert.deepEqual(
+    servers({ exits, proxy: { dns: { servers: ["192.0.2.53"] } } }),
+    [["192.0.2.53"], ["192.0.2.53"]],
+    "explicit servers: the same servers, each through its own exit",
+  );
+  assert.deepEqual(
+    servers({
+      exits: [
+        { ...exits[0], dnsServers: ["10.100.0.1:5353"] },
+        { ...exits[1], dnsServers: ["192.0.2.54"] },
+      ],
+    }),
+    [["10.100.0.1:5353"], ["192.0.2.54"]],
+  );
+  // today's config: one exit, the proxy's servers (or the system resolver), nothing else changes
+  assert.deepEqual(servers({ gateway: { peer } }), [["10.100.0.1"]]);
+  assert.deepEqual(servers({}), [[]], "one exit may use the system resolver");
+  assert.deepEqual(
+    parseConfig({ gateway: { peer } }),
+    parseConfig({ gateway: { peer }, proxy: { dns: { servers: ["10.100.0.1"] } } }),
+  );
+  assert.equal("exits" in parseConfig({ gateway: { peer } }), false);
+});
+
+test("DNS per exit: the config check names what cannot resolve through its exit, in one line", () => {
+  const two = [{ name: "fra" }, { name: "hel", address: "10.100.1.2/24" }];
+  assert.match(
+    errorOf({ exits: two }),
+    /^invalid config c\.yaml: proxy\.dns\.servers = \[\]: with several exits each exit resolves names through its own tunnel, which the system resolver \(proxy\.dns\.servers empty\) cannot do: set proxy\.dns\.servers, or dnsServers on exits fra, hel$/,
+  );
+  assert.match(
+    errorOf({ exits: [two[0], { ...two[1], dnsServers: ["10.100.1.1"] }] }),
+    /dnsServers on exit fra$/,
+  );
+  assert.match(
+    errorOf({ exits: two, proxy: { dns: { servers: ["2001:db8::53"] } } }),
+    /proxy\.dns\.servers.*exit fra has no address6, so it cannot query the IPv6 DNS server 2001:db8::53 through its tunnel: set address6/,
+  );
+  assert.match(
+    errorOf({
+      exits: [
+        { name: "fra", address6: "fd00::2/64" },
+        { ...two[1], dnsServers: ["[2001:db8::53]:53"] },
+      ],
+      proxy: { dns: { servers: ["2001:db8::53"] } },
+    }),
+    /exits\[1\]\.dnsServers.*exit hel has no address6, so it cannot query the IPv6 DNS server \[2001:db8::53\]:53/,
+  );
+  // a gateway whose later exit's resolver cannot be derived from its address
+  const peer = { publicKey: KEY };
+  for (const address of ["10.100.1.1/24", "10.100.1.2/32"])
+    assert.match(
+      errorOf({
+        exits: [
+          { name: "fra", peer },
+          { name: "hel", address },
+        ],
+      }),
+      /exits\[1\]\.dnsServers = \[\]: no DNS server for this exit: list its resolver/,
+      address,
+    );
+  assert.match(
+    errorOf({
+      exits: [
+        { name: "fra", peer },
+        { name: "hel", address: "10.100.1.2/24", dnsServers: ["dns.example"] },
+      ],
+    }),
+    /exits\[1\]\.dnsServers\[0\] = "dns\.example": expected an IP address, IP:PORT or \[IPv6\]:PORT of a DNS server/,
+  );
 });

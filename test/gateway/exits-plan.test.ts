@@ -17,6 +17,7 @@ function paths(extra: Record<string, unknown> = {}) {
       { name: "hel", address: "10.100.1.2/24" },
       { name: "ams", address: "10.100.2.2/24", address6: "fd00:100:2::2/64" },
     ],
+    proxy: { dns: { servers: ["192.0.2.53"] } }, // several exits: resolved through each
     ...extra,
   });
   const all = resolveExits(c.gateway, c.exits);

@@ -8,11 +8,13 @@
  * idle connection on exit two is untouched throughout. Holds /tmp/wgelab.lock for the whole file.
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { after, before, test } from "node:test";
 import { labLeftovers } from "../../src/lab/down.js";
+import { askedBy } from "../../src/lab/scenarios.js";
 import { ADDR2, POOL, POOL_USERS } from "../../src/lab/second-exit.js";
 import { ADDR, GW_IF, LEAK_COUNTER, LEAK_TABLE, LINE_PORT, NS, PROXY_PORT } from "../../src/lab/topology.js";
-import { agentPids, echoAs, inNs, startAgent, stopAgent } from "../../src/lab/up.js";
+import { agentPids, echoAs, inNs, SERVERS_LOG, startAgent, stopAgent } from "../../src/lab/up.js";
 import { pickExit } from "../../src/policy/egress.js";
 import { run } from "../../src/util/run.js";
 import { MAIN } from "../support/cli.js";
@@ -54,8 +56,8 @@ s.sendall(b"WAIT 40\\n")
 print(s.recv(64).decode().strip())
 `;
 
-/** curl as `user` through the proxy: exit code and curl's error text. */
-const refused = (user: string) =>
+/** curl as `user` through the proxy (to `name`: resolved by the proxy): exit code and curl's error text. */
+const refused = (user: string, name?: string) =>
   inNs(
     NS.pod,
     [
@@ -63,14 +65,27 @@ const refused = (user: string) =>
       "-sS",
       "--max-time",
       "8",
-      "--socks5",
+      name ? "--socks5-hostname" : "--socks5",
       `${ADDR.gwLan}:${PROXY_PORT}`,
       "--proxy-user",
       `${user}:${user}`,
-      `http://${ADDR.server}/`,
+      `http://${name ?? ADDR.server}/`,
     ],
     { allowFail: true },
   );
+
+/** A name nobody asked for yet (the lab's DNS answers every name with the server's address). */
+const fresh = () => `n${randomBytes(4).toString("hex")}.wgelab.example`;
+
+/**
+ * Through `user`'s exit by name: the IP the server saw, and which exits' addresses asked the
+ * internet's DNS server for the name (each exit's resolver forwards to it from its public address).
+ */
+async function byName(user: string, opts: { from?: string; maxTime?: number } = {}) {
+  const name = fresh();
+  const seen = await echoAs(user, { ...opts, name });
+  return { seen, askedBy: [...new Set(askedBy(SERVERS_LOG, name))].join(",") };
+}
 
 before(async () => {
   lock = await acquireLabLock();
@@ -97,6 +112,21 @@ test("users and client addresses leave through their own exit; pool users stick 
   );
   const gw = await inNs(NS.gw, ["curl", "-sS", "--max-time", "5", `http://${ADDR.server}:8080/`]);
   assert.equal(gw.stdout.trim(), ADDR.gwWan, "the gateway's own traffic keeps the home IP");
+});
+
+test("names are resolved at each user's exit: by its resolver, asked from that exit's address only", async () => {
+  assert.deepEqual(await byName("alice"), { seen: ONE, askedBy: ONE });
+  assert.deepEqual(await byName("bob"), { seen: TWO, askedBy: TWO });
+  assert.deepEqual(
+    await byName("dave", { from: ADDR2.podAlt }),
+    { seen: TWO, askedBy: TWO },
+    "client 10.1.0.66",
+  );
+  assert.deepEqual(await byName("dave"), { seen: ONE, askedBy: ONE });
+  for (const u of POOL_USERS) {
+    const at = preferred(u);
+    assert.deepEqual(await byName(u), { seen: at, askedBy: at }, u);
+  }
 });
 
 test("exit one down: its users fail at once, 0 home packets; pool users move; bob's idle connection survives; restore", async () => {
@@ -127,10 +157,24 @@ test("exit one down: its users fail at once, 0 home packets; pool users move; bo
     );
   }
   const failMs = (Date.now() - tFail) / 2;
+  // The same by name: their names are resolved through exit one, whose tunnel is gone; refused at once.
+  const tName = Date.now();
+  for (const user of ["alice", "dave"]) {
+    const name = fresh();
+    const r = await refused(user, name);
+    assert.notEqual(r.code, 0, `${user}: ${r.stdout}`);
+    assert.match(r.stderr, /Can't complete SOCKS5 connection to .*\(\d\)/, `${user} by name: a SOCKS reply`);
+    assert.deepEqual(askedBy(SERVERS_LOG, name), [], `${user}'s name asked nowhere`);
+  }
+  const nameFailMs = (Date.now() - tName) / 2;
   assert.equal(await echoAs("bob"), TWO, "bob stays on exit two");
   assert.equal(await echoAs("dave", { from: ADDR2.podAlt }), TWO);
   for (const u of POOL_USERS)
     await waitFor(`${u} on exit two`, 5000, async () => (await echoAs(u, { maxTime: 3 })) === TWO);
+  // Names of exit two's users (and of pool users, now on exit two) resolve at exit two, exit one down.
+  assert.deepEqual(await byName("bob"), { seen: TWO, askedBy: TWO });
+  assert.deepEqual(await byName("dave", { from: ADDR2.podAlt }), { seen: TWO, askedBy: TWO });
+  for (const u of POOL_USERS) assert.deepEqual(await byName(u), { seen: TWO, askedBy: TWO }, u);
   assert.equal(await leaked(), leak0, "no packet left through the home line");
 
   await inNs(NS.gw, ["ip", "link", "set", GW_IF, "up"]);
@@ -148,7 +192,7 @@ test("exit one down: its users fail at once, 0 home packets; pool users move; bo
   assert.equal(line.stdout.trim(), "PING wgelab", line.stderr);
   assert.equal(await leaked(), leak0, "no packet left through the home line");
   process.stdout.write(
-    `# exit one down: single-exit requests failed in ${failMs.toFixed(0)} ms; idle connection survived ${((Date.now() - t0) / 1000).toFixed(0)} s\n`,
+    `# exit one down: single-exit requests failed in ${failMs.toFixed(0)} ms (by name: ${nameFailMs.toFixed(0)} ms); idle connection survived ${((Date.now() - t0) / 1000).toFixed(0)} s\n`,
   );
 });
 

@@ -3,10 +3,12 @@ import { test } from "node:test";
 import { resolveExits } from "../../src/config/exits.js";
 import { parseConfig } from "../../src/config/load.js";
 import { EgressRoutes, egressOf, type Health, pickExit } from "../../src/policy/egress.js";
+import { resolveThroughExit } from "../../src/policy/exit-dns.js";
 import { healthOf, STALE_REPORT_S } from "../../src/policy/exit-health.js";
+import { DnsError } from "../../src/policy/resolve.js";
 
-/** Rules by user need a proxy that asks for passwords. */
-const withUsers = { users: [{ name: "alice", password: "pw" }] };
+/** Rules by user need a proxy that asks for passwords; several exits need DNS servers. */
+const withUsers = { users: [{ name: "alice", password: "pw" }], dns: { servers: ["192.0.2.53"] } };
 
 function routesOf(raw: Record<string, unknown>): EgressRoutes {
   const c = parseConfig({ proxy: withUsers, ...raw });
@@ -156,4 +158,136 @@ test("Egress binds to the chosen exit's address of the destination's family; one
     { exit: "default" },
     "today's data path: nothing bound, never refused",
   );
+});
+
+/** Fake resolvers: each exit answers from its own table; every lookup recorded as "exit:name". */
+function resolvers(answers: Record<string, Record<string, string[]>>) {
+  const asked: string[] = [];
+  const seen: string[] = [];
+  const of = (exit: string) => ({
+    resolve: async (name: string) => {
+      asked.push(`${exit}:${name}`);
+      const a = answers[exit]?.[name];
+      if (!a) throw new DnsError("ENOTFOUND", name);
+      return a;
+    },
+  });
+  const observe = (_s: number, outcome: string, exit: string | undefined) => seen.push(`${exit}:${outcome}`);
+  return { of, asked, seen, observe };
+}
+
+test("a name is resolved through the exit the connection takes: its user's, its pool member's", async () => {
+  const c = parseConfig({
+    exits,
+    pools: { irc: ["hel", "ams"] },
+    routes: {
+      rules: [
+        { users: ["bob"], to: "hel" },
+        { users: ["carol"], to: "irc" },
+      ],
+    },
+    proxy: withUsers,
+  });
+  let amsUp: Health = "healthy";
+  const e = egressOf(resolveExits(c.gateway, c.exits), c.pools, c.routes, (x) =>
+    x === "ams" ? amsUp : "healthy",
+  );
+  const r = resolvers({
+    fra: { "irc.test": ["192.0.2.1"] },
+    hel: { "irc.test": ["192.0.2.2"] },
+    ams: { "irc.test": ["192.0.2.3"] },
+  });
+  const lookup = (user?: string) =>
+    resolveThroughExit(e, r.of, { user, client: "10.1.0.2", port: 6667 }, "irc.test", r.observe);
+  assert.deepEqual(await lookup("bob"), { exit: "hel", addresses: ["192.0.2.2"] });
+  assert.deepEqual(await lookup(), { exit: "fra", addresses: ["192.0.2.1"] }, "the default");
+  const member = (await lookup("carol")).exit!;
+  assert.ok(["hel", "ams"].includes(member));
+  assert.deepEqual(
+    r.asked,
+    ["hel:irc.test", "fra:irc.test", `${member}:irc.test`],
+    "one lookup each, no other exit asked",
+  );
+  assert.deepEqual(r.seen, ["hel:ok", "fra:ok", `${member}:ok`]);
+  // ams down: carol's names move with her connections (if she was there), never through a down member
+  amsUp = "unhealthy";
+  assert.equal((await lookup("carol")).exit, "hel");
+  // a failed lookup names its exit (and is observed under it)
+  const failed = await resolveThroughExit(
+    e,
+    r.of,
+    { user: "bob", client: "10.1.0.2", port: 1 },
+    "nx.test",
+    r.observe,
+  );
+  assert.equal(failed.exit, "hel");
+  assert.equal(failed.error?.code, "ENOTFOUND");
+  assert.equal(r.seen.at(-1), "hel:ENOTFOUND");
+});
+
+test("a pool with no healthy member is refused before any lookup", async () => {
+  const c = parseConfig({
+    exits,
+    pools: { irc: ["hel", "ams"] },
+    routes: { default: "irc" },
+    proxy: withUsers,
+  });
+  const e = egressOf(resolveExits(c.gateway, c.exits), c.pools, c.routes, () => "unhealthy");
+  const r = resolvers({});
+  const got = await resolveThroughExit(e, r.of, { client: "10.1.0.2", port: 80 }, "a.test", r.observe);
+  assert.match(got.refused ?? "", /no healthy exit in pool irc/);
+  assert.deepEqual(r.asked, []);
+});
+
+test("a rule by destination: the name is resolved again through the exit its address routes to, or refused", async () => {
+  const c = parseConfig({
+    exits,
+    routes: {
+      default: "fra",
+      rules: [
+        { destinations: ["198.51.100.0/24"], to: "hel" },
+        { users: ["alice"], ports: [6697], to: "ams" },
+      ],
+    },
+    proxy: withUsers,
+  });
+  const e = egressOf(resolveExits(c.gateway, c.exits), c.pools, c.routes, () => "healthy");
+  // forName skips the rule it cannot decide yet; exitFor decides it, keeping the member already picked
+  const via = e.forName({ client: "10.1.0.2", port: 80 });
+  assert.equal(via.exit, "fra");
+  assert.deepEqual(e.exitFor(via as typeof via & { exit: string }, req({ destination: "198.51.100.7" })), {
+    exit: "hel",
+  });
+  assert.deepEqual(e.exitFor(via as typeof via & { exit: string }, req({ destination: "192.0.2.7" })), {
+    exit: "fra",
+  });
+  const r = resolvers({
+    fra: {
+      "moved.test": ["198.51.100.7"],
+      "mixed.test": ["198.51.100.7", "192.0.2.7"],
+      "split.test": ["198.51.100.9"],
+    },
+    hel: { "moved.test": ["198.51.100.7"], "split.test": ["192.0.2.9"] },
+  });
+  const lookup = (name: string, user?: string, port = 80) =>
+    resolveThroughExit(e, r.of, { user, client: "10.1.0.2", port }, name, r.observe);
+  assert.deepEqual(await lookup("moved.test"), { exit: "hel", addresses: ["198.51.100.7"] });
+  assert.deepEqual(r.asked.splice(0), ["fra:moved.test", "hel:moved.test"], "resolved again through hel");
+  assert.deepEqual(
+    await lookup("mixed.test"),
+    { exit: "fra", addresses: ["192.0.2.7"] },
+    "only what routes to fra",
+  );
+  assert.deepEqual(r.asked.splice(0), ["fra:mixed.test"]);
+  const split = await lookup("split.test");
+  assert.equal(split.addresses, undefined, "hel's answer routes back to fra: refused, no loop");
+  assert.match(
+    split.refused ?? "",
+    /split\.test resolved through exit hel to addresses that route to another exit/,
+  );
+  assert.deepEqual(r.asked.splice(0), ["fra:split.test", "hel:split.test"]);
+  // the rule after the destination rule still decides before DNS: alice on 6697 resolves through ams
+  r.asked.length = 0;
+  await lookup("moved.test", "alice", 6697);
+  assert.equal(r.asked[0], "ams:moved.test");
 });

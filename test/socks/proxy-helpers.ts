@@ -2,10 +2,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { once } from "node:events";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { join } from "node:path";
+import { parseUdpDatagram, serializeUdpHeader } from "../../src/socks/protocol.js";
 import { run } from "../../src/util/run.js";
 import { MAIN } from "../support/cli.js";
+import { until } from "../support/poll.js";
 import { tied } from "../support/tied.js";
 import { PYTHON } from "../support/tools.js";
 
@@ -262,6 +265,46 @@ export async function openAssociation(proxyPort: number) {
   return { sock, c, relayHost, relayPort: reply.readUInt16BE(8) };
 }
 
+/**
+ * A datagram through a UDP ASSOCIATE of `user` (password: its first letter) to `host` (an IP, or a
+ * name the proxy resolves), answered by a local echo with the address the datagram came from: the
+ * source the proxy's outbound socket used.
+ */
+export async function udpSourceAs(proxyPort: number, user: string, host: string): Promise<string> {
+  const echo = createSocket("udp4");
+  echo.on("message", (_msg, from) => echo.send(from.address, from.port, from.address));
+  echo.bind(0, "127.0.0.1");
+  await once(echo, "listening");
+  const sock = createSocket("udp4");
+  sock.bind(0, "127.0.0.1");
+  await once(sock, "listening");
+  const c = await RawClient.open(proxyPort);
+  try {
+    c.send([5, 1, 2]);
+    await c.read(2);
+    c.send([1, user.length, ...Buffer.from(user), 1, user.charCodeAt(0)]);
+    if ((await c.read(2))[1] !== 0) throw new Error(`${user}: authentication failed`);
+    c.send(ipv4Request(sock.address().port, [127, 0, 0, 1], 3));
+    const reply = await c.read(10);
+    if (reply[1] !== 0) throw new Error(`UDP ASSOCIATE reply ${reply[1]}`);
+    const got: Buffer[] = [];
+    sock.on("message", (m) => got.push(m));
+    sock.send(
+      Buffer.concat([serializeUdpHeader(host, echo.address().port), Buffer.from("hi")]),
+      reply.readUInt16BE(8),
+      `${reply[4]}.${reply[5]}.${reply[6]}.${reply[7]}`,
+    );
+    await until(() => got.length >= 1, 5000, "an answer");
+    const d = parseUdpDatagram(got[0]);
+    if (d.status !== "ok") throw new Error("a malformed answer");
+    return String(d.value.data);
+  } finally {
+    c.close();
+    sock.close();
+    echo.close();
+  }
+}
+
 export function ipv4Request(port: number, ip = [127, 0, 0, 1], cmd = 1): number[] {
   return [5, cmd, 0, 1, ...ip, port >> 8, port & 255];
 }
@@ -297,15 +340,17 @@ export function rssBytes(pid: number): number {
 }
 
 /**
- * A tiny UDP DNS server on 127.0.0.1: answers A queries for names in `records`, NXDOMAIN otherwise,
- * so DNS tests never depend on (or send to) a real resolver. `delayMs` holds every answer that long
- * (a slow resolver).
+ * A tiny UDP DNS server on `address` (127.0.0.1): answers A queries for names in `records`, NXDOMAIN
+ * otherwise, so DNS tests never depend on (or send to) a real resolver. `delayMs` holds every answer
+ * that long (a slow resolver). `queries`: every question's name and the address it came from.
  */
 export async function dnsStub(
   records: Record<string, string>,
   delayMs = 0,
-): Promise<{ port: number; close(): void }> {
+  address = "127.0.0.1",
+): Promise<{ port: number; queries: { name: string; from: string }[]; close(): void }> {
   const sock = createSocket("udp4");
+  const queries: { name: string; from: string }[] = [];
   let open = true;
   sock.on("message", (msg, rinfo) => {
     let i = 12;
@@ -317,6 +362,7 @@ export async function dnsStub(
     const qEnd = i + 5;
     const qtype = msg.readUInt16BE(i + 1);
     const name = labels.join(".").toLowerCase();
+    queries.push({ name, from: rinfo.address });
     const ip = records[name];
     const answer = ip !== undefined && qtype === 1;
     const header = Buffer.from(msg.subarray(0, 12));
@@ -342,10 +388,11 @@ export async function dnsStub(
     if (delayMs === 0) sock.send(reply, rinfo.port, rinfo.address);
     else setTimeout(() => open && sock.send(reply, rinfo.port, rinfo.address), delayMs);
   });
-  sock.bind(0, "127.0.0.1");
+  sock.bind(0, address);
   await once(sock, "listening");
   return {
     port: sock.address().port,
+    queries,
     close: () => {
       open = false;
       sock.close();
@@ -404,4 +451,30 @@ export function runPySocks(proxyPort: number, kind: "stream" | "dgram", lines: s
     ...lines,
   ].join("\n");
   return run(PYTHON, ["-c", script], { timeoutMs: 15_000, allowFail: true });
+}
+
+/** Three exits whose tunnel addresses are loopback addresses: binding to them needs no privileges. */
+export const LOOPBACK_EXITS = [
+  { name: "fra", interface: "wgetest-fra", address: "127.0.0.2/8" },
+  { name: "hel", interface: "wgetest-hel", address: "127.0.0.3/8" },
+  { name: "ams", interface: "wgetest-ams", address: "127.0.0.4/8" },
+];
+export const LOOPBACK_EXIT_ADDRESS: Record<string, string> = {
+  fra: "127.0.0.2",
+  hel: "127.0.0.3",
+  ams: "127.0.0.4",
+};
+
+/** A LOOPBACK_EXITS exit's health report in `runDir`, as its gateway agent writes it. */
+export function writeHealth(
+  runDir: string,
+  exit: string,
+  state: "up" | "down",
+  checkedAt = Math.floor(Date.now() / 1000),
+): void {
+  const x = LOOPBACK_EXITS.find((e) => e.name === exit)!;
+  writeFileSync(
+    join(runDir, `${x.interface}.health.json`),
+    JSON.stringify({ exit, interface: x.interface, state, handshakeAgeSeconds: 5, checkedAt }),
+  );
 }

@@ -122,7 +122,7 @@ test("metrics endpoint: Prometheus text (promtool-valid) and /healthz", async ()
     assert.match(text, /wg_egress_proxy_bytes_total\{direction="down"\} 8/);
     assert.match(text, /wg_egress_proxy_active_connections 0/);
     assert.match(text, /wg_egress_proxy_handshake_seconds_count 2/);
-    assert.match(text, /wg_egress_proxy_dns_seconds_count\{outcome="ok"\} 1/);
+    assert.match(text, /wg_egress_proxy_dns_seconds_count\{exit="default",outcome="ok"\} 1/);
     const check = await run("promtool", ["check", "metrics"], { input: text, allowFail: true });
     assert.equal(check.code, 0, check.stdout + check.stderr);
     const health = await fetch(`http://${at}/healthz`);

@@ -1,10 +1,10 @@
-import { resolveExits } from "../../config/exits.js";
+import { exitDnsServers, resolveExits } from "../../config/exits.js";
 import type { GatewayConfig } from "../../config/gateway-schema.js";
 import type { Config } from "../../config/schema.js";
 import { resolveProxyUid } from "../../gateway/proxy-user.js";
 import { serveMetrics } from "../../metrics/http.js";
 import { createProxyMetrics } from "../../metrics/proxy-metrics.js";
-import { type Egress, egressOf } from "../../policy/egress.js";
+import { egressOf } from "../../policy/egress.js";
 import { ExitHealth } from "../../policy/exit-health.js";
 import { fdsNeeded, readFdLimit } from "../../socks/fd-limit.js";
 import { ProxyServer } from "../../socks/server.js";
@@ -66,18 +66,23 @@ function logAuth(settings: ProxySettings): void {
     );
 }
 
-/** Which exit each connection takes; with several exits, bound to its tunnel address. */
-function proxyEgress(cfg: Config): Egress {
+/**
+ * The proxy's settings: which exit each connection takes (with several exits, bound to its tunnel
+ * address) and each exit's resolver.
+ */
+function proxySettings(cfg: Config): ProxySettings {
   const exits = resolveExits(cfg.gateway, cfg.exits);
   const health = new ExitHealth(new Map(exits.map((x) => [x.name, x.interface])));
-  return egressOf(exits, cfg.pools, cfg.routes, (exit) => health.get(exit));
+  const egress = egressOf(exits, cfg.pools, cfg.routes, (exit) => health.get(exit));
+  const servers = exitDnsServers(exits, cfg.exits, cfg.proxy.dns.servers);
+  return buildSettings(cfg.proxy, egress, new Map(exits.map((x) => [x.name, servers[x.index]])));
 }
 
 export async function runProxy({ source }: Invocation<unknown>): Promise<void> {
   // At start and on SIGHUP: the same file with the same flags.
   const load = () => {
     const cfg = configFrom({ config: source.file }, source.overrides);
-    return { cfg, settings: buildSettings(cfg.proxy, proxyEgress(cfg)) };
+    return { cfg, settings: proxySettings(cfg) };
   };
   const { cfg, settings } = load();
   logFdLimit(settings.maxConnections);
