@@ -41,6 +41,19 @@ export const exitEntrySchema = z
     table: intOrHex.optional(),
     rulePriority: z.number().int().min(1).max(32763).optional(),
     mtu: z.number().int().min(1280).max(9000).optional(),
+    /**
+     * Make-before-break replacement: while set, no new connection goes to this exit (pools skip it,
+     * routes naming it go to `to`, or are refused without one); established ones stay until they close
+     * or `deadline` passes, when the proxy closes them. Written by `wg-egress exit drain`.
+     */
+    drain: z
+      .object({
+        to: exitName.optional(),
+        /** An ISO 8601 time with its offset, e.g. 2026-12-02T18:00:00Z. */
+        deadline: z.iso.datetime({ offset: true }).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
