@@ -9,6 +9,9 @@ import { OperationError, UsageError } from "../util/errors.js";
  * truth (exits[].drain): it survives restarts, and the proxy applies it on SIGHUP like any other change.
  */
 
+/** An ISO 8601 time in whole seconds (what the command writes, and reads back from the metrics). */
+const isoSeconds = (ms: number) => new Date(Math.ceil(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
+
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
 
 /** "48h", "90m", "2d", "30s", or an ISO 8601 time with offset → epoch ms; it must lie in the future. */
@@ -77,7 +80,7 @@ export function planDrain(cfg: Config, name: string, to: string | undefined, dea
     );
   const drain: DrainPlan["drain"] = {};
   if (to !== undefined) drain.to = to;
-  if (deadline !== undefined) drain.deadline = new Date(deadline).toISOString();
+  if (deadline !== undefined) drain.deadline = isoSeconds(deadline);
   return { exit, index: exit.index, drain, to: target };
 }
 
@@ -90,22 +93,23 @@ export function replacementRefusal(to: ExitSpec, health: Health): string | undef
 }
 
 export interface DrainReadout {
-  /** The proxy has applied the drain (wg_egress_proxy_exit_draining 1). */
-  draining: boolean;
+  /** The proxy's drain of the exit (wg_egress_proxy_exit_draining 1), as the config says it: null = none. */
+  drain: { to?: string; deadline?: string } | null;
   /** Connections relaying on the exit now. */
   open: number;
 }
 
-const sample = (text: string, metric: string, exit: string): number | undefined => {
-  const quoted = JSON.stringify(exit);
+/** The exit's sample of `metric`: its labels and value (exit and replacement names need no escaping). */
+function sample(text: string, metric: string, exit: string): { labels: string[]; value: number } | undefined {
   for (const line of text.split("\n")) {
     if (!line.startsWith(`${metric}{`)) continue;
     const close = line.indexOf("} ");
-    const labels = line.slice(metric.length + 1, close);
-    if (labels.split(",").includes(`exit=${quoted}`)) return Number(line.slice(close + 2));
+    const labels = line.slice(metric.length + 1, close).split(",");
+    if (labels.includes(`exit=${JSON.stringify(exit)}`))
+      return { labels, value: Number(line.slice(close + 2)) };
   }
   return undefined;
-};
+}
 
 /** The exit's drain state and open connections in the proxy's /metrics text, or a failure naming what is missing. */
 export function readDrain(text: string, exit: string): DrainReadout {
@@ -115,5 +119,11 @@ export function readDrain(text: string, exit: string): DrainReadout {
     throw new OperationError(
       `the proxy's metrics do not list exit ${exit}: is the proxy running this config (a version with exit drain)?`,
     );
-  return { draining: draining === 1, open };
+  if (draining.value !== 1) return { drain: null, open: open.value };
+  const drain: { to?: string; deadline?: string } = {};
+  const to = /^to="(.*)"$/.exec(draining.labels.find((l) => l.startsWith("to=")) ?? "")?.[1];
+  if (to) drain.to = to;
+  const deadline = sample(text, "wg_egress_proxy_exit_drain_deadline_seconds", exit)?.value;
+  if (deadline !== undefined) drain.deadline = isoSeconds(deadline * 1000);
+  return { drain, open: open.value };
 }

@@ -112,17 +112,17 @@ export function pickExit(target: Target, health: (exit: string) => Health, key: 
 }
 
 /**
- * `target` with its draining exits replaced (`replace`: draining exit → its replacement, null = none),
- * or null when nothing is left: a pool skips a draining member (or takes its replacement), a route to
- * one exit goes to its replacement. PURE.
+ * `target` without its draining exits (`replace`: draining exit → its replacement, null = none), or
+ * null when nothing is left. A pool skips its draining members; only when every member drains does it
+ * take their replacements (a pool of one still works while its exit is replaced). A route to one exit
+ * goes to its replacement. PURE.
  */
 export function undrained(target: Target, replace: ReadonlyMap<string, string | null>): Target | null {
-  const members = new Set<string>();
-  for (const m of target.members) {
-    const to = replace.has(m) ? replace.get(m) : m;
-    if (to) members.add(to);
-  }
-  return members.size ? { ...target, members: [...members] } : null;
+  const staying = target.members.filter((m) => !replace.has(m));
+  const members = staying.length
+    ? staying
+    : [...new Set(target.members.map((m) => replace.get(m)).filter((to) => typeof to === "string"))];
+  return members.length ? { ...target, members } : null;
 }
 
 /** An exit's tunnel addresses: what the proxy binds a connection to so it is routed into that exit. */

@@ -38,9 +38,13 @@ const config = (extra: Record<string, unknown> = {}) =>
   });
 
 test("planDrain: the change to write, and a one-line refusal for what cannot be drained", () => {
-  const p = planDrain(config(), "one", "three", Date.parse("2026-12-01T00:00:00Z"));
+  const p = planDrain(config(), "one", "three", Date.parse("2026-11-30T23:59:59.200Z"));
   assert.equal(p.index, 0);
-  assert.deepEqual(p.drain, { to: "three", deadline: "2026-12-01T00:00:00.000Z" });
+  assert.deepEqual(
+    p.drain,
+    { to: "three", deadline: "2026-12-01T00:00:00Z" },
+    "whole seconds, never earlier",
+  );
   assert.equal(p.to?.name, "three");
   assert.deepEqual(
     planDrain(config(), "three", undefined).drain,
@@ -87,9 +91,18 @@ test("readDrain: the exit's drain state and open connections from the proxy's me
     'wg_egress_proxy_exit_open_connections{exit="two"} 0',
     'wg_egress_proxy_exit_draining{exit="one",to="two"} 1',
     'wg_egress_proxy_exit_draining{exit="two",to=""} 0',
+    'wg_egress_proxy_exit_draining{exit="onex",to=""} 1',
+    'wg_egress_proxy_exit_drain_deadline_seconds{exit="one"} 1796083200',
   ].join("\n");
-  assert.deepEqual(readDrain(text, "one"), { draining: true, open: 3 });
-  assert.deepEqual(readDrain(text, "two"), { draining: false, open: 0 });
+  const deadline = "2026-12-01T00:00:00Z";
+  assert.equal(Date.parse(deadline) / 1000, 1796083200);
+  assert.deepEqual(readDrain(text, "one"), { drain: { to: "two", deadline }, open: 3 });
+  assert.deepEqual(readDrain(text, "two"), { drain: null, open: 0 });
+  assert.deepEqual(
+    readDrain(text, "onex"),
+    { drain: {}, open: 9 },
+    "draining without replacement or deadline",
+  );
   assert.throws(() => readDrain(text, "three"), OperationError);
 });
 

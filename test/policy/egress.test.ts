@@ -158,11 +158,17 @@ test("Egress binds to the chosen exit's address of the destination's family; one
   );
 });
 
-test("undrained: a pool skips a draining member or takes its replacement; one exit goes to its replacement", () => {
+test("undrained: a pool skips a draining member (all drain: their replacements); one exit goes to its replacement", () => {
   const pool = { name: "irc", members: ["fra", "hel", "ams"], pool: true, rule: 0 };
   const one = { name: "hel", members: ["hel"], pool: false, rule: 1 };
   assert.deepEqual(undrained(pool, new Map([["hel", null]]))?.members, ["fra", "ams"]);
-  assert.deepEqual(undrained(pool, new Map([["hel", "fra"]]))?.members, ["fra", "ams"], "no member twice");
+  assert.deepEqual(undrained(pool, new Map([["hel", "zrh"]]))?.members, ["fra", "ams"], "a pool skips it");
+  const lone = { ...pool, members: ["hel", "ams"] };
+  const both = new Map([
+    ["hel", "zrh"],
+    ["ams", "zrh"],
+  ]);
+  assert.deepEqual(undrained(lone, both)?.members, ["zrh"], "every member drains: their replacements, once");
   assert.deepEqual(undrained(one, new Map([["hel", "ams"]])), { ...one, members: ["ams"] });
   assert.equal(undrained(one, new Map([["hel", null]])), null);
   assert.equal(undrained({ ...pool, members: ["hel"] }, new Map([["hel", null]])), null);
@@ -213,6 +219,11 @@ test("Egress while an exit drains: new connections go to its replacement, never 
   assert.ok(onHel.length > 0 && onHel.length < POOLED.length, "both members have users");
   for (const u of onHel)
     assert.equal(choose({ hel: {} }, u).exit, "fra", "the pool skips its draining member");
+  assert.equal(
+    choose({ hel: { to: "ams" }, fra: { to: "ams" } }, "carol").exit,
+    "ams",
+    "all drain: replacements",
+  );
   assert.match(
     choose({ hel: {}, fra: { to: "hel" } }, "carol").refused ?? "",
     /every exit of pool irc is draining/,

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { get } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
+import { isDeepStrictEqual } from "node:util";
 import type { Config } from "../../config/schema.js";
 import { setConfigValues } from "../../exit/config-edit.js";
 import {
@@ -113,7 +114,7 @@ async function apply(
     const until = Date.now() + CONFIRM_MS;
     for (;;) {
       const r = await readout(cfg, exit).catch(() => undefined);
-      if (r?.draining === (value !== null)) return;
+      if (r && isDeepStrictEqual(r.drain, value)) return;
       if (Date.now() > until)
         throw new OperationError(
           `the proxy did not apply the change within ${CONFIRM_MS / 1000} s (its log says why: a reload it refuses keeps its previous config)`,
@@ -143,7 +144,7 @@ async function waitDrained(cfg: Config, exit: string, deadline: number | undefin
       await sleep(POLL_MS);
       continue;
     }
-    if (!r.draining) throw new OperationError(`exit ${exit} is no longer draining (undrained meanwhile?)`);
+    if (!r.drain) throw new OperationError(`exit ${exit} is no longer draining (undrained meanwhile?)`);
     if (r.open !== last) print(`exit ${exit}: ${r.open} connection(s) open`);
     last = r.open;
     if (r.open === 0 || (deadline !== undefined && Date.now() > deadline + AFTER_DEADLINE_MS)) return r.open;
