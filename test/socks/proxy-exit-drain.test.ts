@@ -5,6 +5,7 @@
  * is left on the drained exit. Loopback addresses stand in for the exits' tunnel addresses.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
@@ -128,7 +129,7 @@ const metrics = async () => (await fetch(`http://${metricsAt}/metrics`)).text();
 const value = (text: string, series: string) =>
   Number(new RegExp(`^${series.replace(/[{}]/g, "\\$&")} (\\S+)`, "m").exec(text)?.[1] ?? Number.NaN);
 
-test("drain refuses an unhealthy or unknown replacement, and a route left without one, changing nothing", async () => {
+test("drain refuses an unhealthy replacement or a route left without one, and puts the file back when the proxy cannot be told", async () => {
   const before = readFileSync(config, "utf8");
   health("ams", "down");
   const down = await drainCli(["drain", "hel", "--to", "ams"]);
@@ -151,6 +152,16 @@ test("drain refuses an unhealthy or unknown replacement, and a route left withou
   ]);
   assert.equal(wait.code, 2);
   assert.match(wait.stderr, /--wait counts the exit's connections/);
+  // The proxy cannot be told (that process is gone): the file is put back.
+  const gone = spawnSync("true").pid;
+  const lost = await cli(
+    ["exit", "drain", "hel", "--to", "fra", "--proxy-pid", String(gone), "--config", config],
+    {
+      env: { WG_EGRESS_RUN_DIR: runDir },
+    },
+  );
+  assert.equal(lost.code, 1);
+  assert.match(lost.stderr, /cannot signal the proxy .*ESRCH; .* is back as it was/);
   assert.equal(readFileSync(config, "utf8"), before);
   assert.equal(value(await metrics(), 'wg_egress_proxy_exit_draining{exit="hel",to=""}'), 0);
 });

@@ -122,10 +122,9 @@ async function apply(
       await sleep(200);
     }
   } catch (e) {
-    if (changed.length) {
-      writeFileAtomic(file, before);
-      await reloadProxy(inv.opts.proxyPid).catch(() => undefined);
-    }
+    if (!changed.length) throw e;
+    writeFileAtomic(file, before);
+    await reloadProxy(inv.opts.proxyPid).catch(() => undefined);
     throw new OperationError(`${errorMessage(e)}; ${file} is back as it was`);
   }
 }
