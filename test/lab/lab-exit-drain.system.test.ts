@@ -7,34 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { after, before, test } from "node:test";
-import { labLeftovers } from "../../src/lab/down.js";
+import { after, test } from "node:test";
 import { MAIN_JS, pidsInNamespace } from "../../src/lab/processes.js";
-import { ADDR2, POOL_USERS, PROXY_METRICS } from "../../src/lab/second-exit.js";
-import { ADDR, LEAK_COUNTER, LEAK_TABLE, LINE_PORT, NS, PROXY_PORT } from "../../src/lab/topology.js";
+import { POOL_USERS, PROXY_METRICS } from "../../src/lab/second-exit.js";
+import { ADDR, LINE_PORT, NS, PROXY_PORT } from "../../src/lab/topology.js";
 import { cli, echoAs, inNs } from "../../src/lab/up.js";
-import { run } from "../../src/util/run.js";
-import { MAIN } from "../support/cli.js";
-import { acquireLabLock } from "../support/lablock.js";
 import { waitFor } from "../support/poll.js";
-import { requireTools } from "../support/tools.js";
-
-before(() => requireTools("curl", "flock", "setpriv", "wg", "wireguard-go", "nft", "ss", "/usr/bin/python3"));
-
-const ONE = ADDR.exitPublic;
-const TWO = ADDR2.exitPublic;
-let lock: { release: () => void } | undefined;
-
-const lab = (args: string[]) =>
-  run(process.execPath, [MAIN, "--log-level", "warn", "lab", ...args], {
-    allowFail: true,
-    timeoutMs: 180_000,
-  });
-
-async function leaked(): Promise<number> {
-  const r = await inNs(NS.inet, ["nft", "list", "counter", "inet", LEAK_TABLE, LEAK_COUNTER]);
-  return Number(/packets (\d+)/.exec(r.stdout)?.[1] ?? Number.NaN);
-}
+import { leaked, ONE, TWO, useTwoExitLab } from "./two-exit-lab.js";
 
 /**
  * alice (exit one) through the proxy (PySocks), IRC-like: each line on its stdin makes it ask the line
@@ -92,28 +71,21 @@ async function exitMetrics(exit: string): Promise<{ draining: number; open: numb
   };
 }
 
-let proxyPid: number;
 let irc: IrcClient | undefined;
 
-before(async () => {
-  lock = await acquireLabLock();
-  const up = await lab(["up", "--exits", "2"]);
-  assert.equal(up.code, 0, up.stderr);
+useTwoExitLab();
+
+after(() => irc?.kill());
+
+/** `wg-egress exit …` in the gateway namespace, telling the lab's one proxy by its PID. */
+function drainCmd(args: string[]) {
   const pids = pidsInNamespace(NS.gw, (argv) => argv.includes(MAIN_JS) && argv.includes("proxy"));
   assert.equal(pids.length, 1, "the two-exit lab runs one proxy");
-  proxyPid = pids[0];
-});
-
-after(async () => {
-  irc?.kill();
-  const down = await lab(["down"]);
-  lock?.release();
-  assert.equal(down.code, 0, down.stderr);
-  assert.deepEqual(await labLeftovers(), []);
-});
-
-const drainCmd = (args: string[]) =>
-  cli(NS.gw, ["exit", ...args, "--proxy-pid", String(proxyPid)], { allowFail: true, timeoutMs: 120_000 });
+  return cli(NS.gw, ["exit", ...args, "--proxy-pid", String(pids[0])], {
+    allowFail: true,
+    timeoutMs: 120_000,
+  });
+}
 
 test("exit drain one --to two: the idle IRC connection on exit one lives on, new connections leave by exit two, 0 home packets; --wait returns once it closes", async () => {
   const leak0 = await leaked();
