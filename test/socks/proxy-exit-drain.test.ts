@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -14,7 +14,15 @@ import { cli } from "../support/cli.js";
 import { writeConfig } from "../support/config.js";
 import { tempDir } from "../support/tmp.js";
 import { requireTools } from "../support/tools.js";
-import { curl, ipv4Request, listen, type ProxyProcess, RawClient, startProxy } from "./proxy-helpers.js";
+import {
+  curl,
+  ipv4Request,
+  listen,
+  type ProxyProcess,
+  RawClient,
+  startProxy,
+  writeHealth,
+} from "./proxy-helpers.js";
 
 before(() => requireTools("curl"));
 
@@ -81,19 +89,8 @@ after(async () => {
   for (const s of servers ?? []) s.close();
 });
 
-function health(exit: string, state: "up" | "down"): void {
-  const x = EXITS.find((e) => e.name === exit)!;
-  writeFileSync(
-    join(runDir, `${x.interface}.health.json`),
-    JSON.stringify({
-      exit,
-      interface: x.interface,
-      state,
-      handshakeAgeSeconds: 5,
-      checkedAt: Math.floor(Date.now() / 1000),
-    }),
-  );
-}
+const health = (exit: string, state: "up" | "down", checkedAt?: number) =>
+  writeHealth(runDir, EXITS.find((e) => e.name === exit)!, state, checkedAt);
 
 const drainCli = (args: string[]) =>
   cli(["exit", ...args, "--config", config, "--proxy-pid", String(proxy.child.pid)], {

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { createSocket } from "node:dgram";
 import { once } from "node:events";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -11,7 +11,15 @@ import { writeConfig } from "../support/config.js";
 import { until } from "../support/poll.js";
 import { tempDir } from "../support/tmp.js";
 import { requireTools } from "../support/tools.js";
-import { curl, ipv4Request, listen, type ProxyProcess, RawClient, startProxy } from "./proxy-helpers.js";
+import {
+  curl,
+  ipv4Request,
+  listen,
+  type ProxyProcess,
+  RawClient,
+  startProxy,
+  writeHealth,
+} from "./proxy-helpers.js";
 
 before(() => requireTools("curl"));
 
@@ -72,13 +80,8 @@ after(async () => {
 const via = (user: string, path = "socks5") =>
   curl(["-x", `${path}://${user}:${user[0]}@127.0.0.1:${proxy.port}`, `telnet://127.0.0.1:${serverPort}`]);
 
-function health(exit: string, state: "up" | "down", checkedAt = Math.floor(Date.now() / 1000)): void {
-  const x = EXITS.find((e) => e.name === exit)!;
-  writeFileSync(
-    join(runDir, `${x.interface}.health.json`),
-    JSON.stringify({ exit, interface: x.interface, state, handshakeAgeSeconds: 5, checkedAt }),
-  );
-}
+const health = (exit: string, state: "up" | "down", checkedAt?: number) =>
+  writeHealth(runDir, EXITS.find((e) => e.name === exit)!, state, checkedAt);
 
 test("each user's connection leaves from its exit's tunnel address; the rest take the default", async () => {
   assert.equal((await via("alice")).stdout.trim(), ADDRESS.fra);

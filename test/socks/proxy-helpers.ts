@@ -2,8 +2,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { once } from "node:events";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { join } from "node:path";
 import { run } from "../../src/util/run.js";
 import { MAIN } from "../support/cli.js";
 import { PYTHON } from "../support/tools.js";
@@ -403,4 +404,17 @@ export function runPySocks(proxyPort: number, kind: "stream" | "dgram", lines: s
     ...lines,
   ].join("\n");
   return run(PYTHON, ["-c", script], { timeoutMs: 15_000, allowFail: true });
+}
+
+/** An exit's health report in `dir`, as its gateway agent writes it (the proxy re-reads it once a second). */
+export function writeHealth(
+  dir: string,
+  exit: { name: string; interface: string },
+  state: "up" | "down",
+  checkedAt = Math.floor(Date.now() / 1000),
+): void {
+  writeFileSync(
+    join(dir, `${exit.interface}.health.json`),
+    JSON.stringify({ exit: exit.name, interface: exit.interface, state, handshakeAgeSeconds: 5, checkedAt }),
+  );
 }
