@@ -192,9 +192,10 @@ export class ProxyServer implements ConnectionHost {
     if (due.size === 0) return;
     const closed = new Map<string, number>();
     for (const c of this.connections) {
-      if (c.exit === undefined || !due.has(c.exit)) continue;
+      const exit = c.exitIn(due);
+      if (exit === undefined) continue;
       c.destroy("drain_deadline");
-      closed.set(c.exit, (closed.get(c.exit) ?? 0) + 1);
+      closed.set(exit, (closed.get(exit) ?? 0) + 1);
     }
     for (const [exit, n] of closed)
       this.log.info({ exit, closed: n }, "exit drain deadline passed: closed its remaining connections");
