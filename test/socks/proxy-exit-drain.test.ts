@@ -6,36 +6,31 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { createSocket } from "node:dgram";
-import { once } from "node:events";
 import { mkdirSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { parseUdpDatagram, serializeUdpHeader } from "../../src/socks/protocol.js";
 import { cli } from "../support/cli.js";
 import { writeConfig } from "../support/config.js";
-import { until } from "../support/poll.js";
 import { tempDir } from "../support/tmp.js";
 import { requireTools } from "../support/tools.js";
 import {
   curl,
+  EXIT_ADDRESS,
   ipv4Request,
+  LOOPBACK_EXITS,
   listen,
   type ProxyProcess,
   RawClient,
   startProxy,
+  udpAssociation,
   writeHealth,
 } from "./proxy-helpers.js";
 
 before(() => requireTools("curl"));
 
-const EXITS = [
-  { name: "fra", interface: "wgetest-dfra", address: "127.0.0.2/8" },
-  { name: "hel", interface: "wgetest-dhel", address: "127.0.0.3/8" },
-  { name: "ams", interface: "wgetest-dams", address: "127.0.0.4/8" },
-];
-const ADDRESS: Record<string, string> = { fra: "127.0.0.2", hel: "127.0.0.3", ams: "127.0.0.4" };
+const EXITS = LOOPBACK_EXITS;
+const ADDRESS = EXIT_ADDRESS;
 
 let proxy: ProxyProcess;
 let servers: Server[];
@@ -121,47 +116,6 @@ async function hold(user: string): Promise<{ c: RawClient; from: string }> {
   return { c, from };
 }
 
-/** A UDP association as bob whose datagrams come back with the source address they left from (the exit). */
-async function associate(): Promise<{ c: RawClient; ask: () => Promise<string>; close: () => void }> {
-  const echo = createSocket("udp4");
-  echo.on("message", (_msg, from) => echo.send(from.address, from.port, from.address));
-  echo.bind(0, "127.0.0.1");
-  await once(echo, "listening");
-  const sock = createSocket("udp4");
-  sock.bind(0, "127.0.0.1");
-  await once(sock, "listening");
-  const c = await RawClient.open(proxy.port);
-  c.send([5, 1, 2]);
-  await c.read(2);
-  c.send([1, 3, ...Buffer.from("bob"), 3, ...Buffer.from("bob")]);
-  assert.equal((await c.read(2))[1], 0, "authenticated");
-  c.send(ipv4Request(sock.address().port, [127, 0, 0, 1], 3));
-  const reply = await c.read(10);
-  assert.equal(reply[1], 0, "associated");
-  const got: Buffer[] = [];
-  sock.on("message", (m) => got.push(m));
-  const ask = async () => {
-    const n = got.length;
-    sock.send(
-      Buffer.concat([serializeUdpHeader("127.0.0.1", echo.address().port), Buffer.from("hi")]),
-      reply.readUInt16BE(8),
-      `${reply[4]}.${reply[5]}.${reply[6]}.${reply[7]}`,
-    );
-    await until(() => got.length > n, 5000, "an answer");
-    const d = parseUdpDatagram(got[n]);
-    return d.status === "ok" ? String(d.value.data) : "";
-  };
-  return {
-    c,
-    ask,
-    close: () => {
-      c.close();
-      sock.close();
-      echo.close();
-    },
-  };
-}
-
 async function pingPong(c: RawClient, word: string): Promise<void> {
   c.send(Buffer.from(`PING ${word}\n`));
   assert.equal(String(await c.read(`PING ${word}\n`.length)), `PING ${word}\n`);
@@ -213,7 +167,7 @@ test("an idle connection on the draining exit keeps relaying; new ones go to the
   assert.equal(await via("bob"), ADDRESS.hel);
   const idle = await hold("bob");
   assert.equal(idle.from, ADDRESS.hel);
-  const udp = await associate();
+  const udp = await udpAssociation(proxy.port, "bob", "bob");
   assert.equal(await udp.ask(), ADDRESS.hel);
   const drained = await drainCli(["drain", "hel", "--to", "fra"]);
   assert.equal(drained.code, 0, drained.stderr);

@@ -1,35 +1,29 @@
 /** Several exits, the proxy's side: each connection is bound to its exit's tunnel address, by route. */
 import assert from "node:assert/strict";
-import { createSocket } from "node:dgram";
-import { once } from "node:events";
 import { mkdirSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { parseUdpDatagram, serializeUdpHeader } from "../../src/socks/protocol.js";
 import { writeConfig } from "../support/config.js";
-import { until } from "../support/poll.js";
 import { tempDir } from "../support/tmp.js";
 import { requireTools } from "../support/tools.js";
 import {
   curl,
+  EXIT_ADDRESS,
   ipv4Request,
+  LOOPBACK_EXITS,
   listen,
   type ProxyProcess,
   RawClient,
   startProxy,
+  udpAssociation,
   writeHealth,
 } from "./proxy-helpers.js";
 
 before(() => requireTools("curl"));
 
-// Loopback addresses stand in for the tunnel addresses: binding to them needs no privileges.
-const EXITS = [
-  { name: "fra", interface: "wgetest-fra", address: "127.0.0.2/8" },
-  { name: "hel", interface: "wgetest-hel", address: "127.0.0.3/8" },
-  { name: "ams", interface: "wgetest-ams", address: "127.0.0.4/8" },
-];
-const ADDRESS: Record<string, string> = { fra: "127.0.0.2", hel: "127.0.0.3", ams: "127.0.0.4" };
+const EXITS = LOOPBACK_EXITS;
+const ADDRESS = EXIT_ADDRESS;
 
 let proxy: ProxyProcess;
 let server: Server;
@@ -139,34 +133,9 @@ test("an exit without an IPv6 tunnel address refuses IPv6 destinations instead o
 });
 
 test("UDP ASSOCIATE: each datagram leaves from the user's exit too", async () => {
-  const echo = createSocket("udp4");
-  echo.on("message", (_msg, from) => echo.send(from.address, from.port, from.address));
-  echo.bind(0, "127.0.0.1");
-  await once(echo, "listening");
-  const sock = createSocket("udp4");
-  sock.bind(0, "127.0.0.1");
-  await once(sock, "listening");
-  const c = await RawClient.open(proxy.port);
-  c.send([5, 1, 2]);
-  await c.read(2);
-  c.send([1, 3, ...Buffer.from("bob"), 1, ...Buffer.from("b")]);
-  assert.equal((await c.read(2))[1], 0, "authenticated");
-  c.send(ipv4Request(sock.address().port, [127, 0, 0, 1], 3));
-  const reply = await c.read(10);
-  assert.equal(reply[1], 0);
-  const got: Buffer[] = [];
-  sock.on("message", (m) => got.push(m));
-  sock.send(
-    Buffer.concat([serializeUdpHeader("127.0.0.1", echo.address().port), Buffer.from("hi")]),
-    reply.readUInt16BE(8),
-    `${reply[4]}.${reply[5]}.${reply[6]}.${reply[7]}`,
-  );
-  await until(() => got.length >= 1, 5000, "an answer");
-  const d = parseUdpDatagram(got[0]);
-  assert.equal(d.status === "ok" && String(d.value.data), ADDRESS.hel);
-  c.close();
-  sock.close();
-  echo.close();
+  const udp = await udpAssociation(proxy.port, "bob", "b");
+  assert.equal(await udp.ask(), ADDRESS.hel);
+  udp.close();
 });
 
 test("metrics per exit: finished connections, bytes and open connections by exit", async () => {

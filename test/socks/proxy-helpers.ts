@@ -5,8 +5,10 @@ import { once } from "node:events";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { join } from "node:path";
+import { parseUdpDatagram, serializeUdpHeader } from "../../src/socks/protocol.js";
 import { run } from "../../src/util/run.js";
 import { MAIN } from "../support/cli.js";
+import { until } from "../support/poll.js";
 import { PYTHON } from "../support/tools.js";
 
 export const LOOPBACK_ALLOW = ["--allow-destination", "127.0.0.0/8", "--allow-destination", "::1/128"];
@@ -417,4 +419,57 @@ export function writeHealth(
     join(dir, `${exit.interface}.health.json`),
     JSON.stringify({ exit: exit.name, interface: exit.interface, state, handshakeAgeSeconds: 5, checkedAt }),
   );
+}
+
+/** Three exits for the proxy's tests: loopback addresses stand in for the tunnel addresses (binding needs no privileges). */
+export const LOOPBACK_EXITS = [
+  { name: "fra", interface: "wgetest-fra", address: "127.0.0.2/8" },
+  { name: "hel", interface: "wgetest-hel", address: "127.0.0.3/8" },
+  { name: "ams", interface: "wgetest-ams", address: "127.0.0.4/8" },
+];
+export const EXIT_ADDRESS: Record<string, string> = { fra: "127.0.0.2", hel: "127.0.0.3", ams: "127.0.0.4" };
+
+/**
+ * A UDP association through the proxy as `user`, with an echo server that answers each datagram with
+ * the source address it came from: `ask()` sends one and resolves with that address (the exit).
+ */
+export async function udpAssociation(
+  proxyPort: number,
+  user: string,
+  password: string,
+): Promise<{ c: RawClient; ask: () => Promise<string>; close: () => void }> {
+  const echo = createSocket("udp4");
+  echo.on("message", (_msg, from) => echo.send(from.address, from.port, from.address));
+  echo.bind(0, "127.0.0.1");
+  await once(echo, "listening");
+  const sock = createSocket("udp4");
+  sock.bind(0, "127.0.0.1");
+  await once(sock, "listening");
+  const c = await RawClient.open(proxyPort);
+  c.send([5, 1, 2]);
+  await c.read(2);
+  c.send([1, user.length, ...Buffer.from(user), password.length, ...Buffer.from(password)]);
+  if ((await c.read(2))[1] !== 0) throw new Error(`${user} not authenticated`);
+  c.send(ipv4Request(sock.address().port, [127, 0, 0, 1], 3));
+  const reply = await c.read(10);
+  if (reply[1] !== 0) throw new Error(`UDP ASSOCIATE refused with reply ${reply[1]}`);
+  const got: Buffer[] = [];
+  sock.on("message", (m) => got.push(m));
+  const ask = async () => {
+    const n = got.length;
+    sock.send(
+      Buffer.concat([serializeUdpHeader("127.0.0.1", echo.address().port), Buffer.from("hi")]),
+      reply.readUInt16BE(8),
+      `${reply[4]}.${reply[5]}.${reply[6]}.${reply[7]}`,
+    );
+    await until(() => got.length > n, 5000, "an answer");
+    const d = parseUdpDatagram(got[n]);
+    return d.status === "ok" ? String(d.value.data) : "";
+  };
+  const close = () => {
+    c.close();
+    sock.close();
+    echo.close();
+  };
+  return { c, ask, close };
 }
