@@ -29,9 +29,6 @@ import {
 
 before(() => requireTools("curl"));
 
-const EXITS = LOOPBACK_EXITS;
-const ADDRESS = EXIT_ADDRESS;
-
 let proxy: ProxyProcess;
 let servers: Server[];
 /** Answers with the source address (the exit), then closes. */
@@ -64,7 +61,7 @@ before(async () => {
   runDir = join(dir, "run");
   mkdirSync(runDir);
   config = writeConfig(dir, {
-    exits: EXITS,
+    exits: LOOPBACK_EXITS,
     pools: { irc: ["hel", "ams"] },
     routes: {
       default: "fra",
@@ -79,7 +76,7 @@ before(async () => {
       metrics: metricsAt,
     },
   });
-  for (const x of EXITS) health(x.name, "up");
+  for (const x of LOOPBACK_EXITS) health(x.name, "up");
   proxy = await startProxy(["--config", config], { env: { WG_EGRESS_RUN_DIR: runDir } });
 });
 
@@ -89,7 +86,7 @@ after(async () => {
 });
 
 const health = (exit: string, state: "up" | "down", checkedAt?: number) =>
-  writeHealth(runDir, EXITS.find((e) => e.name === exit)!, state, checkedAt);
+  writeHealth(runDir, LOOPBACK_EXITS.find((e) => e.name === exit)!, state, checkedAt);
 
 const drainCli = (args: string[]) =>
   cli(["exit", ...args, "--config", config, "--proxy-pid", String(proxy.child.pid)], {
@@ -112,7 +109,7 @@ async function hold(user: string): Promise<{ c: RawClient; from: string }> {
   assert.equal((await c.read(2))[1], 0, "authenticated");
   c.send(ipv4Request(ircPort));
   assert.equal((await c.read(10))[1], 0, "connected");
-  const from = String(await c.read(ADDRESS.hel.length + 1)).trim();
+  const from = String(await c.read(EXIT_ADDRESS.hel.length + 1)).trim();
   return { c, from };
 }
 
@@ -164,11 +161,11 @@ test("drain refuses an unhealthy replacement or a route left without one, and pu
 
 test("an idle connection on the draining exit keeps relaying; new ones go to the replacement; the deadline closes it", async () => {
   health("fra", "up"); // fresh: the command checks the replacement's report
-  assert.equal(await via("bob"), ADDRESS.hel);
+  assert.equal(await via("bob"), EXIT_ADDRESS.hel);
   const idle = await hold("bob");
-  assert.equal(idle.from, ADDRESS.hel);
+  assert.equal(idle.from, EXIT_ADDRESS.hel);
   const udp = await udpAssociation(proxy.port, "bob", "bob");
-  assert.equal(await udp.ask(), ADDRESS.hel);
+  assert.equal(await udp.ask(), EXIT_ADDRESS.hel);
   const drained = await drainCli(["drain", "hel", "--to", "fra"]);
   assert.equal(drained.code, 0, drained.stderr);
   assert.match(drained.stdout, /exit hel drains: new connections go to fra/);
@@ -178,15 +175,15 @@ test("an idle connection on the draining exit keeps relaying; new ones go to the
 
   // Established: data still flows both ways, on hel. New: bob to fra, the pool skips hel.
   await pingPong(idle.c, "after-drain");
-  assert.equal(await via("bob"), ADDRESS.fra);
-  for (let i = 0; i < 3; i++) assert.equal(await via("carol"), ADDRESS.ams);
-  assert.equal(await via("alice"), ADDRESS.fra);
+  assert.equal(await via("bob"), EXIT_ADDRESS.fra);
+  for (let i = 0; i < 3; i++) assert.equal(await via("carol"), EXIT_ADDRESS.ams);
+  assert.equal(await via("alice"), EXIT_ADDRESS.fra);
   let text = await metrics();
   assert.equal(value(text, 'wg_egress_proxy_exit_draining{exit="hel",to="fra"}'), 1);
   assert.equal(value(text, 'wg_egress_proxy_exit_draining{exit="fra",to=""}'), 0);
   assert.equal(value(text, 'wg_egress_proxy_exit_open_connections{exit="hel"}'), 1);
   await pingPong(idle.c, "still");
-  assert.equal(await udp.ask(), ADDRESS.hel, "an established UDP association keeps its exit too");
+  assert.equal(await udp.ask(), EXIT_ADDRESS.hel, "an established UDP association keeps its exit too");
 
   // A deadline: --wait returns once the proxy has closed what is left on hel.
   health("fra", "up");
@@ -211,11 +208,11 @@ test("an idle connection on the draining exit keeps relaying; new ones go to the
 
   // The client reconnects and lands on the replacement; undrain brings hel back for new connections.
   const again = await hold("bob");
-  assert.equal(again.from, ADDRESS.fra);
+  assert.equal(again.from, EXIT_ADDRESS.fra);
   const undone = await drainCli(["undrain", "hel"]);
   assert.equal(undone.code, 0, undone.stderr);
   assert.doesNotMatch(readFileSync(config, "utf8"), /drain:/);
-  assert.equal(await via("bob"), ADDRESS.hel);
+  assert.equal(await via("bob"), EXIT_ADDRESS.hel);
   await pingPong(again.c, "on-fra");
   again.c.close();
 });
