@@ -9,6 +9,7 @@ import { parseUdpDatagram, serializeUdpHeader } from "../../src/socks/protocol.j
 import { run } from "../../src/util/run.js";
 import { MAIN } from "../support/cli.js";
 import { until } from "../support/poll.js";
+import { tied } from "../support/tied.js";
 import { PYTHON } from "../support/tools.js";
 
 export const LOOPBACK_ALLOW = ["--allow-destination", "127.0.0.0/8", "--allow-destination", "::1/128"];
@@ -40,7 +41,7 @@ export async function startProxy(
 ): Promise<ProxyProcess> {
   const hasListen = args.includes("--listen");
   const argv = [process.execPath, MAIN, "proxy", ...(hasListen ? [] : ["--listen", "127.0.0.1:0"]), ...args];
-  const [cmd, ...rest] = [...(opts.wrap ?? []), ...argv];
+  const [cmd, ...rest] = tied([...(opts.wrap ?? []), ...argv]);
   const child = spawn(cmd!, rest, {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, WG_EGRESS_CONFIG: "", ...opts.env },

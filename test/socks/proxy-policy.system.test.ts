@@ -11,6 +11,7 @@ import ipaddr from "ipaddr.js";
 import { run } from "../../src/util/run.js";
 import { insideIsolatedNetns } from "../support/netns.js";
 import { sleep, waitFor } from "../support/poll.js";
+import { tied } from "../support/tied.js";
 import { dnsStub, httpConnect, type ProxyProcess, RawClient, startProxy } from "./proxy-helpers.js";
 
 /** Where the echo server listens, in the nested namespace, on every address below. */
@@ -44,7 +45,8 @@ if (insideIsolatedNetns(import.meta.url)) {
 
   before(async () => {
     // The nested namespace, held by a sleeping process, linked by a veth pair.
-    inet = spawn("unshare", ["-n", "sleep", "100000"], { stdio: "ignore" });
+    const [cmd, ...args] = tied(["unshare", "-n", "sleep", "100000"]);
+    inet = spawn(cmd!, args, { stdio: "ignore" });
     await sleep(200);
     await ip(
       "link",
