@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import type { ExitOpts } from "./actions/exit.js";
 import { defineCommand, type Invocation } from "./command.js";
+import { registerDrain } from "./drain.js";
 import { type Flag, port, repeatable } from "./flags.js";
 
 const GATEWAY_KEY: Flag = {
@@ -118,4 +119,6 @@ export function registerExit(program: Command): void {
     flags: [{ flags: "-y, --yes", help: "do not ask for confirmation" }],
     run: run("deprovisionExit"),
   });
+
+  registerDrain(exit);
 }

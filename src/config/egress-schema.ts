@@ -54,6 +54,19 @@ export const exitEntrySchema = z
         "no DNS server for this exit: list its resolver, e.g. the exit's tunnel address (derived only from an address like 10.100.1.2/24 whose .1 is the exit's)",
       )
       .optional(),
+    /**
+     * Make-before-break replacement: while set, no new connection goes to this exit (pools skip it,
+     * routes naming it go to `to`, or are refused without one); established ones stay until they close
+     * or `deadline` passes, when the proxy closes them. Written by `wg-egress exit drain`.
+     */
+    drain: z
+      .object({
+        to: exitName.optional(),
+        /** An ISO 8601 time with its offset, e.g. 2026-12-02T18:00:00Z. */
+        deadline: z.iso.datetime({ offset: true }).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 

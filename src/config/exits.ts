@@ -34,6 +34,8 @@ export interface ExitSpec {
   mtu: number;
   /** The nft table holding this exit's marking and kill switch. */
   nftTable: string;
+  /** Draining (exits[].drain): the replacement exit, and when the proxy closes what is still open (epoch ms). */
+  drain?: { to?: string; deadline?: number };
 }
 
 export interface Problem {
@@ -80,6 +82,10 @@ export function resolveExits(gw: GatewayConfig, exits: readonly ExitEntry[] | un
       rulePriority: e.rulePriority ?? (primary ? gw.rulePriority : gw.rulePriority - PRIORITY_STEP * i),
       mtu: e.mtu ?? base.mtu,
       nftTable: primary ? "wg-egress" : `wg-egress-${e.name}`,
+      drain: e.drain && {
+        to: e.drain.to,
+        deadline: e.drain.deadline === undefined ? undefined : Date.parse(e.drain.deadline),
+      },
     };
   });
 }
@@ -180,6 +186,22 @@ export function routeProblems(
       path: ["routes", "default"],
       message: `routes.default names ${routes.default}, which is neither an exit nor a pool (known: ${targets})`,
     });
+  for (const x of exits) {
+    const to = x.drain?.to;
+    if (to === undefined) continue;
+    const path = ["exits", x.index, "drain", "to"];
+    if (to === x.name) out.push({ path, message: `exit ${x.name} drains to itself: name another exit` });
+    else if (!names.has(to))
+      out.push({
+        path,
+        message: `exit ${x.name} drains to ${to}, which is not an exit (known: ${[...names].join(", ")}; a pool is not a replacement)`,
+      });
+    else if (drainCycle(exits, x.name))
+      out.push({
+        path,
+        message: `exit ${x.name}'s drain replacements go round in a circle: end the chain at an exit that is not draining`,
+      });
+  }
   routes?.rules.forEach((r, i) => {
     if (!known(r.to))
       out.push({
@@ -241,4 +263,34 @@ export function dnsProblems(
       });
   }
   return out;
+}
+
+/** Whether following exit `name`'s drain replacements comes back to an exit already seen. */
+function drainCycle(exits: readonly ExitSpec[], name: string): boolean {
+  const byName = new Map(exits.map((x) => [x.name, x]));
+  const seen = new Set<string>();
+  for (let at: string | undefined = name; at !== undefined; at = byName.get(at)?.drain?.to) {
+    if (seen.has(at)) return true;
+    seen.add(at);
+  }
+  return false;
+}
+
+/**
+ * Where new connections for exit `name` go: itself when it is not draining, else the end of its chain
+ * of replacements (A drains to B, B to C: C), or undefined when the chain ends at an exit draining with
+ * no replacement, names no exit, or goes round in a circle (refused: never a guess). PURE.
+ */
+export function replacementOf(exits: readonly ExitSpec[], name: string): string | undefined {
+  const byName = new Map(exits.map((x) => [x.name, x]));
+  const seen = new Set<string>();
+  let at: string | undefined = name;
+  while (at !== undefined && !seen.has(at)) {
+    const x = byName.get(at);
+    if (!x) return undefined;
+    if (!x.drain) return at;
+    seen.add(at);
+    at = x.drain.to;
+  }
+  return undefined;
 }

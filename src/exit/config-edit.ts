@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import { parseDocument } from "yaml";
+import { isDeepStrictEqual } from "node:util";
+import { isCollection, parseDocument } from "yaml";
 import { yamlError } from "../config/load.js";
 import { writeFileAtomic } from "../secrets/atomic.js";
 import { OperationError } from "../util/errors.js";
@@ -9,7 +10,10 @@ import { OperationError } from "../util/errors.js";
  * Document API), with the atomic replace that keeps the file's owner, group, mode and symlink. A missing
  * file is created (0644: the config holds no secrets). Returns the keys whose value actually changed.
  */
-export function setConfigValues(file: string, values: Record<string, string | null>): string[] {
+export function setConfigValues(
+  file: string,
+  values: Record<string, string | Record<string, string> | null>,
+): string[] {
   let text = "";
   try {
     text = readFileSync(file, "utf8");
@@ -24,7 +28,8 @@ export function setConfigValues(file: string, values: Record<string, string | nu
   for (const [key, value] of Object.entries(values)) {
     const path = key.split(".");
     const now = doc.getIn(path);
-    if (value === null ? now === undefined : now === value) continue;
+    if (value === null ? now === undefined : isDeepStrictEqual(isCollection(now) ? now.toJSON() : now, value))
+      continue;
     if (value === null) doc.deleteIn(path);
     else doc.setIn(path, value);
     changed.push(key);

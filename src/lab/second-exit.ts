@@ -30,6 +30,8 @@ export const ADDR2 = {
 export const USERS = ["alice", "bob", "carol", "dave", "erin"] as const;
 export const POOL_USERS = ["carol", "erin"] as const;
 export const POOL = "both";
+/** The two-exit lab proxy's /metrics, in the gateway namespace (`exit drain` reads its exits' connections there). */
+export const PROXY_METRICS = "127.0.0.1:9587";
 
 type Cmd = string[];
 const inNs = (ns: string, ...argv: string[]): Cmd => ["ip", "netns", "exec", ns, ...argv];
@@ -114,6 +116,7 @@ export function twoExitConfig(one: Record<string, unknown>, exit2Public: string)
       ...proxy,
       listen: [`${ADDR.gwLan}:${PROXY_PORT}`],
       users: USERS.map((u) => ({ name: u, password: u })),
+      metrics: PROXY_METRICS,
     },
   };
 }

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Egress } from "../policy/egress.js";
 import { relayBufferBytes } from "../socks/relay.js";
 
 /** The proxy's Prometheus metrics, in their own registry (served by metrics/http.ts). */
@@ -14,10 +15,14 @@ export interface ProxyMetrics {
   exitConnections: Counter<"exit" | "result">;
   exitBytes: Counter<"exit" | "direction">;
   exitOpen: Gauge<"exit">;
+  exitDraining: Gauge<"exit" | "to">;
+  exitDrainDeadline: Gauge<"exit">;
   /** Relaying connections per exit, counted at each scrape (set by the server). */
   openByExit: () => Map<string, number>;
   /** Open client connections, read at each scrape (set by the server): no gauge update per connection. */
   openConnections: () => number;
+  /** The exits of the settings of the moment (set by the server). */
+  egress: () => Egress | undefined;
 }
 
 export function createProxyMetrics(): ProxyMetrics {
@@ -94,8 +99,34 @@ export function createProxyMetrics(): ProxyMetrics {
         for (const [exit, n] of metrics.openByExit()) this.set({ exit }, n);
       },
     }),
+    exitDraining: new Gauge({
+      name: "wg_egress_proxy_exit_draining",
+      help: "1 while the exit drains (exits[].drain: no new connections; `to` = its replacement, '' = none), else 0.",
+      labelNames: ["exit", "to"],
+      registers,
+      collect() {
+        this.reset();
+        const egress = metrics.egress();
+        for (const exit of egress?.exits ?? []) {
+          const d = egress?.draining.get(exit);
+          this.set({ exit, to: d?.to ?? "" }, d ? 1 : 0);
+        }
+      },
+    }),
+    exitDrainDeadline: new Gauge({
+      name: "wg_egress_proxy_exit_drain_deadline_seconds",
+      help: "When the proxy closes a draining exit's remaining connections (Unix time); absent without a deadline.",
+      labelNames: ["exit"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [exit, d] of metrics.egress()?.draining ?? [])
+          if (d.deadline !== undefined) this.set({ exit }, d.deadline / 1000);
+      },
+    }),
     openByExit: () => new Map(),
     openConnections: () => 0,
+    egress: () => undefined,
   };
   return metrics;
 }

@@ -1,14 +1,15 @@
 import { createHash } from "node:crypto";
 import ipaddr from "ipaddr.js";
 import type { RoutesConfig } from "../config/egress-schema.js";
-import type { ExitSpec } from "../config/exits.js";
+import { type ExitSpec, replacementOf } from "../config/exits.js";
 
 /**
  * Which exit a connection leaves through. PURE: the rules of `routes:` (first match wins, else the
  * default), then for a pool the member that is healthy — sticky per user (or client address) through
  * rendezvous hashing, so a user keeps its exit while it is healthy, moves when it is not, and comes back
  * when it is again. A route to one exit never moves: when that exit is down its connections fail (the
- * kernel's kill switch), they never leave through another exit.
+ * kernel's kill switch), they never leave through another exit — unless it drains (exits[].drain: a
+ * planned replacement), when its new connections go to its replacement, or are refused without one.
  */
 
 /** An exit's health as the proxy knows it from the gateway agent. */
@@ -118,6 +119,20 @@ export function pickExit(target: Target, health: (exit: string) => Health, key: 
   return null;
 }
 
+/**
+ * `target` without its draining exits (`replace`: draining exit → its replacement, null = none), or
+ * null when nothing is left. A pool skips its draining members; only when every member drains does it
+ * take their replacements (a pool of one still works while its exit is replaced). A route to one exit
+ * goes to its replacement. PURE.
+ */
+export function undrained(target: Target, replace: ReadonlyMap<string, string | null>): Target | null {
+  const staying = target.members.filter((m) => !replace.has(m));
+  const members = staying.length
+    ? staying
+    : [...new Set(target.members.map((m) => replace.get(m)).filter((to) => typeof to === "string"))];
+  return members.length ? { ...target, members } : null;
+}
+
 /** An exit's tunnel addresses: what the proxy binds a connection to so it is routed into that exit. */
 export interface ExitSource {
   v4?: string;
@@ -142,16 +157,32 @@ export type NameChoice =
  * rule keeps the member already picked; an earlier rule naming destinations may send it elsewhere.
  */
 export class Egress {
+  /** Draining exit → its replacement (null: none), from `draining`. */
+  private readonly replace: ReadonlyMap<string, string | null>;
+
   constructor(
     private readonly routes: EgressRoutes,
     /** null: one exit, nothing to bind. */
     private readonly sources: ReadonlyMap<string, ExitSource> | null,
     private readonly health: (exit: string) => Health,
-  ) {}
+    /** Every exit's name, for the metrics. */
+    readonly exits: readonly string[] = [],
+    /** Draining exit → its replacement (null: none) and its deadline (epoch ms; undefined: none). */
+    readonly draining: ReadonlyMap<string, { to: string | null; deadline?: number }> = new Map(),
+  ) {
+    this.replace = new Map([...draining].map(([x, d]) => [x, d.to]));
+  }
 
   /** An IP destination: the exit and the address to bind to. */
   choose(req: RouteRequest): EgressChoice {
-    const target = this.routes.select(req);
+    const selected = this.routes.select(req);
+    const target = this.replace.size ? undrained(selected, this.replace) : selected;
+    if (target === null)
+      return {
+        refused: selected.pool
+          ? `every exit of pool ${selected.name} is draining without a replacement`
+          : `exit ${selected.name} is draining without a replacement`,
+      };
     const exit = pickExit(target, this.health, req.user ?? req.client);
     if (exit === null) return { refused: `no healthy exit in pool ${target.name}` };
     return this.bind(exit, req.destination);
@@ -202,5 +233,18 @@ export function egressOf(
           exits.map((x) => [x.name, { v4: host(x.address), v6: x.address6 ? host(x.address6) : undefined }]),
         )
       : null;
-  return new Egress(new EgressRoutes(exits, pools, routes), sources, health);
+  const draining = new Map(
+    exits.flatMap((x) =>
+      x.drain
+        ? [[x.name, { to: replacementOf(exits, x.name) ?? null, deadline: x.drain.deadline }] as const]
+        : [],
+    ),
+  );
+  return new Egress(
+    new EgressRoutes(exits, pools, routes),
+    sources,
+    health,
+    exits.map((x) => x.name),
+    draining,
+  );
 }

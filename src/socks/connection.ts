@@ -531,6 +531,13 @@ export class Connection {
     if (--this.open === 0) this.host.connectionDone(this);
   }
 
+  /** Which of `exits` the connection sends by (its outbound leg's, or one its UDP datagrams took), if any. */
+  exitIn(exits: ReadonlySet<string>): string | undefined {
+    if (this.exit !== undefined && exits.has(this.exit)) return this.exit;
+    for (const x of this.udp?.exits ?? []) if (exits.has(x)) return x;
+    return undefined;
+  }
+
   /** Ends the connection now, e.g. at the end of the drain period (outcome drain_deadline). */
   destroy(outcome: string): void {
     this.outcome ??= outcome;

@@ -31,6 +31,9 @@ const LOG_INTERVAL_MS = 5000;
 /** The keepalive sweep (Connection.enableKeepalive) runs at least this often, and 4 times per keepalive idle time. */
 const KEEPALIVE_SWEEP_MS = 15_000;
 
+/** How often connections on an exit whose drain deadline has passed (exits[].drain.deadline) are looked for. */
+const EXIT_DRAIN_SWEEP_MS = 1000;
+
 /** How long the lines of connections ended at the drain deadline may take to be written. */
 const DRAIN_LOG_WAIT_MS = 2000;
 
@@ -114,6 +117,7 @@ export class ProxyServer implements ConnectionHost {
   private readonly fdLimit = readFdLimit()?.soft ?? Number.POSITIVE_INFINITY;
   private draining = false;
   private keepaliveSweep: NodeJS.Timeout | undefined;
+  private exitDrainSweep: NodeJS.Timeout | undefined;
   private endDrainNow: (() => void) | undefined;
   private ownStarted = false;
   /** The per-connection line: batched writes, and no redaction (fixed fields, never a credential). */
@@ -138,8 +142,10 @@ export class ProxyServer implements ConnectionHost {
     this.bytesDown = metrics.bytes.labels({ direction: "down" });
     setRelayBufferBudget(settings.relayBufferBytes);
     metrics.openConnections = () => this.connections.size;
+    metrics.egress = () => this.current.egress;
     metrics.openByExit = () => {
-      const open = new Map<string, number>();
+      // Every configured exit, 0 included: a drained exit reads 0 rather than vanishing.
+      const open = new Map((this.current.egress?.exits ?? []).map((x) => [x, 0]));
       for (const c of this.connections)
         if (c.exit !== undefined && c.reply === REP.succeeded) open.set(c.exit, (open.get(c.exit) ?? 0) + 1);
       return open;
@@ -196,6 +202,29 @@ export class ProxyServer implements ConnectionHost {
     }, every).unref();
   }
 
+  /**
+   * Ends the connections on the exits whose drain deadline has passed (by the settings of the moment,
+   * whichever settings a connection started with): their clients reconnect and land on the replacement.
+   */
+  private closeDrainedExits(): void {
+    const draining = this.current.egress?.draining;
+    if (!draining?.size) return;
+    const now = Date.now();
+    const due = new Set(
+      [...draining].filter(([, d]) => d.deadline !== undefined && d.deadline <= now).map(([x]) => x),
+    );
+    if (due.size === 0) return;
+    const closed = new Map<string, number>();
+    for (const c of this.connections) {
+      const exit = c.exitIn(due);
+      if (exit === undefined) continue;
+      c.destroy("drain_deadline");
+      closed.set(exit, (closed.get(exit) ?? 0) + 1);
+    }
+    for (const [exit, n] of closed)
+      this.log.info({ exit, closed: n }, "exit drain deadline passed: closed its remaining connections");
+  }
+
   /** Listens on every address; resolves with the actual addresses (port 0 → the port chosen). */
   async listen(addresses: readonly HostPort[] = this.settings.listen): Promise<HostPort[]> {
     // The destination policy refuses the gateway's own addresses: know them before the first client.
@@ -204,6 +233,7 @@ export class ProxyServer implements ConnectionHost {
       this.ownStarted = true;
     }
     if (!this.keepaliveSweep) this.sweepKeepalive();
+    this.exitDrainSweep ??= setInterval(() => this.closeDrainedExits(), EXIT_DRAIN_SWEEP_MS).unref();
     const bound: HostPort[] = [];
     for (const at of addresses) {
       // Paused: the connection takes the accepted socket's handle over before anything is read.
@@ -367,6 +397,8 @@ export class ProxyServer implements ConnectionHost {
     for (const c of [...this.connections]) this.connectionDone(c);
     clearInterval(this.keepaliveSweep);
     this.keepaliveSweep = undefined;
+    clearInterval(this.exitDrainSweep);
+    this.exitDrainSweep = undefined;
     if (this.ownStarted) ownAddresses.stop();
     this.ownStarted = false;
     this.connectionLog.flush();

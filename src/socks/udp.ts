@@ -44,6 +44,8 @@ export class UdpAssociation {
   down = 0;
   /** Datagrams dropped: wrong sender, fragments, malformed, refused by policy, unresolvable. */
   dropped = 0;
+  /** The exits its datagrams went out by (at most every exit once): a drain deadline ends the association. */
+  readonly exits = new Set<string>();
 
   private constructor(
     private readonly relay: Socket,
@@ -177,6 +179,7 @@ export class UdpAssociation {
       this.dropped++;
       return;
     }
+    if (choice) this.exits.add(choice.exit);
     this.up += data.length;
     this.outbound(isIPv4(ip), choice?.localAddress).send(data, port, ip);
   }

@@ -252,3 +252,32 @@ test("DNS per exit: the config check names what cannot resolve through its exit,
     /exits\[1\]\.dnsServers\[0\] = "dns\.example": expected an IP address, IP:PORT or \[IPv6\]:PORT of a DNS server/,
   );
 });
+
+test("exits[].drain: its replacement must be another exit, the chain must end, the deadline carry its offset", () => {
+  const exits = (drainTwo: unknown, drainThree?: unknown) => [
+    { name: "one" },
+    { name: "two", address: "10.100.1.2/24", drain: drainTwo },
+    { name: "three", address: "10.100.2.2/24", ...(drainThree ? { drain: drainThree } : {}) },
+  ];
+  assert.match(
+    errorOf({ exits: exits({ to: "four" }) }),
+    /exits\[1\]\.drain\.to.*exit two drains to four, which is not an exit/,
+  );
+  assert.match(
+    errorOf({ exits: exits({ to: "both" }), pools: { both: ["one", "three"] } }),
+    /a pool is not a replacement/,
+  );
+  assert.match(errorOf({ exits: exits({ to: "two" }) }), /exit two drains to itself/);
+  assert.match(errorOf({ exits: exits({ to: "three" }, { to: "two" }) }), /go round in a circle/);
+  assert.match(errorOf({ exits: exits({ deadline: "2026-12-01 10:00" }) }), /exits\[1\]\.drain\.deadline/);
+  assert.match(errorOf({ exits: exits({ until: "x" }) }), /unknown key\(s\) until/);
+  const c = parseConfig({ exits: exits({ to: "three", deadline: "2026-12-01T10:00:00+01:00" }, {}) });
+  const [, two, three] = resolveExits(c.gateway, c.exits);
+  assert.deepEqual(two.drain, { to: "three", deadline: Date.parse("2026-12-01T09:00:00Z") });
+  assert.deepEqual(
+    three.drain,
+    { to: undefined, deadline: undefined },
+    "drain: {} drains without a replacement",
+  );
+  assert.equal(resolveExits(parseConfig({}).gateway, [{ name: "one" }])[0].drain, undefined);
+});

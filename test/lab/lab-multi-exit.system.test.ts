@@ -9,35 +9,16 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { after, before, test } from "node:test";
-import { labLeftovers } from "../../src/lab/down.js";
+import { test } from "node:test";
 import { askedBy } from "../../src/lab/scenarios.js";
 import { ADDR2, POOL, POOL_USERS } from "../../src/lab/second-exit.js";
-import { ADDR, GW_IF, LEAK_COUNTER, LEAK_TABLE, LINE_PORT, NS, PROXY_PORT } from "../../src/lab/topology.js";
+import { ADDR, GW_IF, LINE_PORT, NS, PROXY_PORT } from "../../src/lab/topology.js";
 import { agentPids, echoAs, inNs, SERVERS_LOG, startAgent, stopAgent } from "../../src/lab/up.js";
 import { pickExit } from "../../src/policy/egress.js";
-import { run } from "../../src/util/run.js";
-import { MAIN } from "../support/cli.js";
-import { acquireLabLock } from "../support/lablock.js";
 import { waitFor } from "../support/poll.js";
-import { requireTools } from "../support/tools.js";
+import { leaked, ONE, TWO, useTwoExitLab } from "./two-exit-lab.js";
 
-before(() => requireTools("curl", "flock", "setpriv", "wg", "wireguard-go", "nft", "ss", "/usr/bin/python3"));
-
-const ONE = ADDR.exitPublic;
-const TWO = ADDR2.exitPublic;
-let lock: { release: () => void } | undefined;
-
-const lab = (args: string[]) =>
-  run(process.execPath, [MAIN, "--log-level", "warn", "lab", ...args], {
-    allowFail: true,
-    timeoutMs: 180_000,
-  });
-
-async function leaked(): Promise<number> {
-  const r = await inNs(NS.inet, ["nft", "list", "counter", "inet", LEAK_TABLE, LEAK_COUNTER]);
-  return Number(/packets (\d+)/.exec(r.stdout)?.[1] ?? Number.NaN);
-}
+useTwoExitLab();
 
 /** Where each pool user goes while both exits are healthy: the proxy's own choice, computed here too. */
 const preferred = (user: string) =>
@@ -86,19 +67,6 @@ async function byName(user: string, opts: { from?: string; maxTime?: number } = 
   const seen = await echoAs(user, { ...opts, name });
   return { seen, askedBy: [...new Set(askedBy(SERVERS_LOG, name))].join(",") };
 }
-
-before(async () => {
-  lock = await acquireLabLock();
-  const up = await lab(["up", "--exits", "2"]);
-  assert.equal(up.code, 0, up.stderr);
-});
-
-after(async () => {
-  const down = await lab(["down"]);
-  lock?.release();
-  assert.equal(down.code, 0, down.stderr);
-  assert.deepEqual(await labLeftovers(), []);
-});
 
 test("users and client addresses leave through their own exit; pool users stick to their member", async () => {
   assert.equal(await echoAs("alice"), ONE);

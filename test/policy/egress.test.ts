@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { resolveExits } from "../../src/config/exits.js";
 import { parseConfig } from "../../src/config/load.js";
-import { EgressRoutes, egressOf, type Health, pickExit } from "../../src/policy/egress.js";
+import { EgressRoutes, egressOf, type Health, pickExit, undrained } from "../../src/policy/egress.js";
 import { resolveThroughExit } from "../../src/policy/exit-dns.js";
 import { healthOf, STALE_REPORT_S } from "../../src/policy/exit-health.js";
 import { DnsError } from "../../src/policy/resolve.js";
@@ -290,4 +290,97 @@ test("a rule by destination: the name is resolved again through the exit its add
   r.asked.length = 0;
   await lookup("moved.test", "alice", 6697);
   assert.equal(r.asked[0], "ams:moved.test");
+});
+
+test("undrained: a pool skips a draining member (all drain: their replacements); one exit goes to its replacement", () => {
+  const pool = { name: "irc", members: ["fra", "hel", "ams"], pool: true, rule: 0 };
+  const one = { name: "hel", members: ["hel"], pool: false, rule: 1 };
+  assert.deepEqual(undrained(pool, new Map([["hel", null]]))?.members, ["fra", "ams"]);
+  assert.deepEqual(undrained(pool, new Map([["hel", "zrh"]]))?.members, ["fra", "ams"], "a pool skips it");
+  const lone = { ...pool, members: ["hel", "ams"] };
+  const both = new Map([
+    ["hel", "zrh"],
+    ["ams", "zrh"],
+  ]);
+  assert.deepEqual(undrained(lone, both)?.members, ["zrh"], "every member drains: their replacements, once");
+  assert.deepEqual(undrained(one, new Map([["hel", "ams"]])), { ...one, members: ["ams"] });
+  assert.equal(undrained(one, new Map([["hel", null]])), null);
+  assert.equal(undrained({ ...pool, members: ["hel"] }, new Map([["hel", null]])), null);
+  assert.deepEqual(undrained(one, new Map()), one);
+});
+
+const POOLED = ["carol", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory"];
+
+test("Egress while an exit drains: new connections go to its replacement, never to it; none → refused at once", () => {
+  const choose = (
+    drains: Record<string, unknown>,
+    user: string,
+    health: (x: string) => Health = () => "healthy",
+  ) => {
+    const c = parseConfig({
+      exits: exits.map((x) => (x.name in drains ? { ...x, drain: drains[x.name] } : x)),
+      pools: { irc: ["fra", "hel"] },
+      routes: {
+        default: "fra",
+        rules: [
+          { users: ["alice"], to: "fra" },
+          { users: ["bob"], to: "hel" },
+          { users: POOLED, to: "irc" },
+        ],
+      },
+      proxy: { users: ["alice", "bob", ...POOLED].map((name) => ({ name, password: "pw" })) },
+    });
+    return egressOf(resolveExits(c.gateway, c.exits), c.pools, c.routes, health).choose(req({ user }));
+  };
+  assert.equal(choose({}, "bob").exit, "hel");
+  assert.deepEqual(choose({ hel: { to: "ams" } }, "bob"), { exit: "ams", localAddress: "10.100.2.2" });
+  assert.equal(choose({ hel: { to: "ams" } }, "alice").exit, "fra", "other routes are untouched");
+  assert.equal(
+    choose({ hel: { to: "ams" } }, "bob", () => "unhealthy").exit,
+    "ams",
+    "a route to one exit never moves on",
+  );
+  assert.equal(
+    choose({ fra: { to: "hel" }, hel: { to: "ams" } }, "alice").exit,
+    "ams",
+    "a chain is followed",
+  );
+  const refused = choose({ hel: {} }, "bob");
+  assert.equal(refused.exit, undefined);
+  assert.match(refused.refused ?? "", /exit hel is draining without a replacement/);
+  // Pool users who would pick hel when both are up: while hel drains, every one of them takes fra.
+  const onHel = POOLED.filter((u) => choose({}, u).exit === "hel");
+  assert.ok(onHel.length > 0 && onHel.length < POOLED.length, "both members have users");
+  for (const u of onHel)
+    assert.equal(choose({ hel: {} }, u).exit, "fra", "the pool skips its draining member");
+  assert.equal(
+    choose({ hel: { to: "ams" }, fra: { to: "ams" } }, "carol").exit,
+    "ams",
+    "all drain: replacements",
+  );
+  assert.match(
+    choose({ hel: {}, fra: { to: "hel" } }, "carol").refused ?? "",
+    /every exit of pool irc is draining/,
+  );
+  assert.match(
+    choose({ hel: {} }, "carol", (x) => (x === "fra" ? "unhealthy" : "healthy")).refused ?? "",
+    /no healthy exit in pool irc/,
+    "never the draining member, even as a last resort",
+  );
+  const draining = egressOf(
+    resolveExits(
+      parseConfig({}).gateway,
+      exits.map((x) =>
+        x.name === "hel" ? { ...x, drain: { to: "fra", deadline: "2026-12-01T00:00:00Z" } } : x,
+      ),
+    ),
+    {},
+    undefined,
+    () => "healthy",
+  );
+  assert.deepEqual(draining.exits, ["fra", "hel", "ams"]);
+  assert.deepEqual(
+    [...draining.draining],
+    [["hel", { to: "fra", deadline: Date.parse("2026-12-01T00:00:00Z") }]],
+  );
 });

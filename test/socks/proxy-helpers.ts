@@ -271,37 +271,11 @@ export async function openAssociation(proxyPort: number) {
  * source the proxy's outbound socket used.
  */
 export async function udpSourceAs(proxyPort: number, user: string, host: string): Promise<string> {
-  const echo = createSocket("udp4");
-  echo.on("message", (_msg, from) => echo.send(from.address, from.port, from.address));
-  echo.bind(0, "127.0.0.1");
-  await once(echo, "listening");
-  const sock = createSocket("udp4");
-  sock.bind(0, "127.0.0.1");
-  await once(sock, "listening");
-  const c = await RawClient.open(proxyPort);
+  const udp = await udpAssociation(proxyPort, user, user[0]);
   try {
-    c.send([5, 1, 2]);
-    await c.read(2);
-    c.send([1, user.length, ...Buffer.from(user), 1, user.charCodeAt(0)]);
-    if ((await c.read(2))[1] !== 0) throw new Error(`${user}: authentication failed`);
-    c.send(ipv4Request(sock.address().port, [127, 0, 0, 1], 3));
-    const reply = await c.read(10);
-    if (reply[1] !== 0) throw new Error(`UDP ASSOCIATE reply ${reply[1]}`);
-    const got: Buffer[] = [];
-    sock.on("message", (m) => got.push(m));
-    sock.send(
-      Buffer.concat([serializeUdpHeader(host, echo.address().port), Buffer.from("hi")]),
-      reply.readUInt16BE(8),
-      `${reply[4]}.${reply[5]}.${reply[6]}.${reply[7]}`,
-    );
-    await until(() => got.length >= 1, 5000, "an answer");
-    const d = parseUdpDatagram(got[0]);
-    if (d.status !== "ok") throw new Error("a malformed answer");
-    return String(d.value.data);
+    return await udp.ask(host);
   } finally {
-    c.close();
-    sock.close();
-    echo.close();
+    udp.close();
   }
 }
 
@@ -477,4 +451,56 @@ export function writeHealth(
     join(runDir, `${x.interface}.health.json`),
     JSON.stringify({ exit, interface: x.interface, state, handshakeAgeSeconds: 5, checkedAt }),
   );
+}
+
+/**
+ * A UDP association through the proxy as `user`, with an echo server that answers each datagram with
+ * the source address it came from: `ask(host)` sends one to the echo server by that name or address and
+ * resolves with the source address (the exit).
+ */
+export async function udpAssociation(
+  proxyPort: number,
+  user: string,
+  password: string,
+): Promise<{ c: RawClient; ask: (host?: string) => Promise<string>; close: () => void }> {
+  const echo = createSocket("udp4");
+  echo.on("message", (_msg, from) => echo.send(from.address, from.port, from.address));
+  echo.bind(0, "127.0.0.1");
+  await once(echo, "listening");
+  const sock = createSocket("udp4");
+  sock.bind(0, "127.0.0.1");
+  await once(sock, "listening");
+  const c = await RawClient.open(proxyPort);
+  const close = () => {
+    c.close();
+    sock.close();
+    echo.close();
+  };
+  let reply: Buffer;
+  try {
+    c.send([5, 1, 2]);
+    await c.read(2);
+    c.send([1, user.length, ...Buffer.from(user), password.length, ...Buffer.from(password)]);
+    if ((await c.read(2))[1] !== 0) throw new Error(`${user} not authenticated`);
+    c.send(ipv4Request(sock.address().port, [127, 0, 0, 1], 3));
+    reply = await c.read(10);
+    if (reply[1] !== 0) throw new Error(`UDP ASSOCIATE refused with reply ${reply[1]}`);
+  } catch (e) {
+    close();
+    throw e;
+  }
+  const got: Buffer[] = [];
+  sock.on("message", (m) => got.push(m));
+  const ask = async (host = "127.0.0.1") => {
+    const n = got.length;
+    sock.send(
+      Buffer.concat([serializeUdpHeader(host, echo.address().port), Buffer.from("hi")]),
+      reply.readUInt16BE(8),
+      `${reply[4]}.${reply[5]}.${reply[6]}.${reply[7]}`,
+    );
+    await until(() => got.length > n, 5000, "an answer");
+    const d = parseUdpDatagram(got[n]);
+    return d.status === "ok" ? String(d.value.data) : "";
+  };
+  return { c, ask, close };
 }
