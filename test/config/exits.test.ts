@@ -259,19 +259,23 @@ test("exits[].drain: its replacement must be another exit, the chain must end, t
     { name: "two", address: "10.100.1.2/24", drain: drainTwo },
     { name: "three", address: "10.100.2.2/24", ...(drainThree ? { drain: drainThree } : {}) },
   ];
+  const dns = { proxy: { dns: { servers: ["192.0.2.53"] } } };
   assert.match(
-    errorOf({ exits: exits({ to: "four" }) }),
+    errorOf({ ...dns, exits: exits({ to: "four" }) }),
     /exits\[1\]\.drain\.to.*exit two drains to four, which is not an exit/,
   );
   assert.match(
-    errorOf({ exits: exits({ to: "both" }), pools: { both: ["one", "three"] } }),
+    errorOf({ ...dns, exits: exits({ to: "both" }), pools: { both: ["one", "three"] } }),
     /a pool is not a replacement/,
   );
-  assert.match(errorOf({ exits: exits({ to: "two" }) }), /exit two drains to itself/);
-  assert.match(errorOf({ exits: exits({ to: "three" }, { to: "two" }) }), /go round in a circle/);
-  assert.match(errorOf({ exits: exits({ deadline: "2026-12-01 10:00" }) }), /exits\[1\]\.drain\.deadline/);
-  assert.match(errorOf({ exits: exits({ until: "x" }) }), /unknown key\(s\) until/);
-  const c = parseConfig({ exits: exits({ to: "three", deadline: "2026-12-01T10:00:00+01:00" }, {}) });
+  assert.match(errorOf({ ...dns, exits: exits({ to: "two" }) }), /exit two drains to itself/);
+  assert.match(errorOf({ ...dns, exits: exits({ to: "three" }, { to: "two" }) }), /go round in a circle/);
+  assert.match(
+    errorOf({ ...dns, exits: exits({ deadline: "2026-12-01 10:00" }) }),
+    /exits\[1\]\.drain\.deadline/,
+  );
+  assert.match(errorOf({ ...dns, exits: exits({ until: "x" }) }), /unknown key\(s\) until/);
+  const c = parseConfig({ ...dns, exits: exits({ to: "three", deadline: "2026-12-01T10:00:00+01:00" }, {}) });
   const [, two, three] = resolveExits(c.gateway, c.exits);
   assert.deepEqual(two.drain, { to: "three", deadline: Date.parse("2026-12-01T09:00:00Z") });
   assert.deepEqual(

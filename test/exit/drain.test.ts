@@ -34,6 +34,7 @@ const config = (extra: Record<string, unknown> = {}) =>
     ],
     pools: { both: ["one", "two"] },
     routes: { default: "one", rules: [{ clients: ["10.1.0.66/32"], to: "two" }] },
+    proxy: { dns: { servers: ["192.0.2.53"] } },
     ...extra,
   });
 
@@ -108,7 +109,10 @@ test("readDrain: the exit's drain state and open connections from the proxy's me
 
 test("the drain is written into the config file in place, idempotently, and removed again", () => {
   const file = join(tempDir("wgetest-drain-"), "config.yaml");
-  writeFileSync(file, "# mine\nexits:\n  - name: one # first\n  - name: two\n    address: 10.100.1.2/24\n");
+  writeFileSync(
+    file,
+    "# mine\nproxy:\n  dns:\n    servers: [192.0.2.53]\nexits:\n  - name: one # first\n  - name: two\n    address: 10.100.1.2/24\n",
+  );
   const drain = { to: "two", deadline: "2026-12-01T00:00:00.000Z" };
   assert.deepEqual(setConfigValues(file, { "exits.0.drain": drain }), ["exits.0.drain"]);
   assert.deepEqual(setConfigValues(file, { "exits.0.drain": drain }), [], "already so: unchanged");

@@ -328,7 +328,10 @@ test("Egress while an exit drains: new connections go to its replacement, never 
           { users: POOLED, to: "irc" },
         ],
       },
-      proxy: { users: ["alice", "bob", ...POOLED].map((name) => ({ name, password: "pw" })) },
+      proxy: {
+        users: ["alice", "bob", ...POOLED].map((name) => ({ name, password: "pw" })),
+        dns: { servers: ["192.0.2.53"] },
+      },
     });
     return egressOf(resolveExits(c.gateway, c.exits), c.pools, c.routes, health).choose(req({ user }));
   };

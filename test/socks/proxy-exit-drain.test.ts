@@ -73,6 +73,8 @@ before(async () => {
     proxy: {
       users: ["alice", "bob", "carol"].map((name) => ({ name, password: name })),
       destinations: { allow: ["127.0.0.1/32"] },
+      // Names are not asked for here: a server nobody queries.
+      dns: { servers: ["127.0.0.1:9"] },
       metrics: metricsAt,
     },
   });
