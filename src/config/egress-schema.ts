@@ -41,6 +41,11 @@ export const exitEntrySchema = z
     table: intOrHex.optional(),
     rulePriority: z.number().int().min(1).max(32763).optional(),
     mtu: z.number().int().min(1280).max(9000).optional(),
+    /**
+     * This exit's VPS settings on top of the `exit:` section (checked as one by the config check;
+     * config/exit-hosts.ts derives the rest: its own Hetzner server, firewall and tunnel addresses).
+     */
+    exit: z.record(z.string(), z.unknown()).optional(),
   })
   .strict();
 

@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { exitEntrySchema, poolsSchema, routesSchema } from "./egress-schema.js";
+import { exitHostProblems } from "./exit-hosts.js";
 import { exitSchema } from "./exit-schema.js";
 import { exitProblems, resolveExits, routeProblems } from "./exits.js";
 import { gatewaySchema } from "./gateway-schema.js";
@@ -63,7 +64,11 @@ export const configSchema = z.preprocess(
       const problems = exitProblems(exits, c.exits !== undefined);
       const authRequired =
         c.proxy.auth !== "none" && (c.proxy.users.length > 0 || c.proxy.usersFile !== undefined);
-      for (const p of [...problems, ...routeProblems(exits, c.pools, c.routes, authRequired)])
+      for (const p of [
+        ...problems,
+        ...(problems.length ? [] : exitHostProblems(c, exits)),
+        ...routeProblems(exits, c.pools, c.routes, authRequired),
+      ])
         ctx.addIssue({ code: "custom", path: p.path, message: p.message, input: valueAt(c, p.path) });
     }),
 );
