@@ -237,7 +237,7 @@ export async function check(inv: Run): Promise<void> {
       resolveName: o.resolve ?? "deb.debian.org",
       install: `wg-egress exit install --config ${configFile}${several ? ` --exit ${t.spec.name}` : ""}`,
     });
-    results.push(...(several ? found.map((r) => ({ ...r, name: `${t.spec.name}: ${r.name}` })) : found));
+    results.push(...(several ? found.map((r) => ({ ...r, name: `exit ${t.spec.name}: ${r.name}` })) : found));
   }
   process.stdout.write(
     o.json

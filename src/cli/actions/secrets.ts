@@ -1,6 +1,6 @@
 import { existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { exitsOf, pickExit, pickExits } from "../../config/exit-hosts.js";
+import { exitsOf, pickExit, pickExits, targetOf } from "../../config/exit-hosts.js";
 import type { ExitSpec } from "../../config/exits.js";
 import type { Config } from "../../config/schema.js";
 import { writeFileAtomic } from "../../secrets/atomic.js";
@@ -210,12 +210,13 @@ export async function show({ opts: o, config: load }: Run): Promise<void> {
 export async function rotate({ opts: o, config: load, configFile }: Run): Promise<void> {
   const { config, store } = await existingStore(load);
   const all = exitsOf(config);
-  pickExit(all, o.exit, "secrets rotate");
+  const x = pickExit(all, o.exit, "secrets rotate");
   // The gateway key is shared by the exits (and the first exit's keys are the store's top level):
   // rotating one exit's keys alone is not built yet. Refused before anything changes.
   if (all.length > 1)
     throw new UsageError(
       "secrets rotate with several exits is not supported yet: the gateway key is shared by the exits; replace one exit's keys with wg-egress secrets init --exit NAME --force, then exit install (or provision) that exit",
     );
-  await rotateKeys({ config, configFile, store, out: print });
+  // The exit's VPS settings as that exit sees them (`exits[0].exit:` on top of `exit:`).
+  await rotateKeys({ config: { ...config, exit: targetOf(config, x).host }, configFile, store, out: print });
 }
