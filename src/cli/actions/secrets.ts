@@ -125,6 +125,9 @@ export async function init({ opts: o, config: load, configFile }: Run): Promise<
         `${file} (${file === config.gateway.privateKeyFile ? "gateway.privateKeyFile" : "privateKeyFile of an exit"}) already exists: pass --force to replace it, --gateway-key FILE to write another, or --no-gateway-key`,
       );
   const token = only ? undefined : await tokenInput(o);
+  // --endpoint belongs to the exit --exit names (else the first).
+  const endpointFor = (x: ExitSpec) =>
+    (o.exit === undefined ? x.primary : x.name === o.exit) ? o.endpoint : undefined;
   if (!existsSync(config.secrets.identityFile)) {
     const recipient = await createAgeIdentity(config.secrets.identityFile);
     print(`created age identity ${config.secrets.identityFile} (public key ${recipient})`);
@@ -133,12 +136,10 @@ export async function init({ opts: o, config: load, configFile }: Run): Promise<
     exit: { privateKey: generatePrivateKey() },
     gateway: { privateKey: generatePrivateKey() },
     ...(token ? { hcloudToken: token } : {}),
-    ...(o.endpoint ? { endpoint: o.endpoint } : {}),
+    ...(endpointFor(all[0]) ? { endpoint: o.endpoint } : {}),
   };
-  for (const x of targets) {
-    if (x.primary) continue;
-    data = withExitSecrets(data, x, newExitSecrets(config, x, only ? o.endpoint : undefined));
-  }
+  for (const x of targets)
+    if (!x.primary) data = withExitSecrets(data, x, newExitSecrets(config, x, endpointFor(x)));
   await store.write(data);
   print(
     only
@@ -163,7 +164,7 @@ function printKeys(config: Config, data: SecretsData, xs: ExitSpec[]): void {
     if (several) print(`exit ${x.name}:`);
     const pad = several ? "  " : "";
     print(
-      `${pad}exit public key:    ${own ? publicKeyOf(own.privateKey) : "none (wg-egress secrets init --exit NAME)"}`,
+      `${pad}exit public key:    ${own ? publicKeyOf(own.privateKey) : `none (wg-egress secrets init --exit ${x.name})`}`,
     );
     print(`${pad}gateway public key: ${publicKeyOf(gatewayKeyOf(data, x))}`);
     if (several) print(`${pad}endpoint: ${own?.endpoint ?? "not set"}`);
