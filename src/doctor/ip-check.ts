@@ -136,13 +136,17 @@ export function observeExitIp(
   return observeVia(opts.url, dialFrom(x.address.split("/")[0]), x.peer.endpoint, opts.timeoutMs ?? 10_000);
 }
 
-/** PURE verdict; `name` says which path was tested (the proxy, or one exit's). */
-export function exitIpCheck(o: IpObservation, name = "exit IP through the proxy"): CheckResult {
+/** PURE verdict; `name` and `via` say which path was tested (the proxy, or one exit's source address). */
+export function exitIpCheck(
+  o: IpObservation,
+  name = "exit IP through the proxy",
+  via = "through the proxy",
+): CheckResult {
   const direct = "ip" in o.direct ? o.direct.ip : null;
   if ("error" in o.proxied)
     return fail(
       name,
-      `request through the proxy failed: ${o.proxied.error}`,
+      `request ${via} failed: ${o.proxied.error}`,
       /not a SOCKS5 server/.test(o.proxied.error)
         ? "another program answers on the proxy's address: check proxy.listen (or --proxy) and what listens there (ss -ltnp)"
         : /ECONNRESET|closed the connection/.test(o.proxied.error)
@@ -150,7 +154,7 @@ export function exitIpCheck(o: IpObservation, name = "exit IP through the proxy"
           : "with the tunnel or a rule broken the path fails closed (no leak): fix the failing checks above first; else see the proxy log",
     );
   const got = o.proxied.ip;
-  const about = `${o.url} sees ${got} through the proxy, ${direct ?? `direct failed (${"error" in o.direct ? o.direct.error : ""})`} directly`;
+  const about = `${o.url} sees ${got} ${via}, ${direct ?? `direct failed (${"error" in o.direct ? o.direct.error : ""})`} directly`;
   if (direct && got === direct)
     return fail(
       name,

@@ -51,7 +51,8 @@ const readOrNull = (path: string) => {
   }
 };
 
-const TUNNEL_CHECKS = [
+/** The checks each exit gets (skipped without root). */
+export const TUNNEL_CHECKS = [
   "tunnel interface",
   "tunnel handshake",
   "exit reachable (UDP)",
@@ -136,6 +137,7 @@ export async function runDoctor(config: Config, opts: DoctorOptions): Promise<Ch
         exitIpCheck(
           await observeExitIp(x, { url: opts.ipEchoUrl!, timeoutMs: opts.timeoutMs }),
           "exit IP from its tunnel address",
+          `from ${x.address.split("/")[0]}`,
         ),
       ),
     );

@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import { parseConfig } from "../../src/config/load.js";
 import { markRuleCheck, ruleCheck } from "../../src/doctor/checks.js";
-import { runDoctor } from "../../src/doctor/run.js";
+import { runDoctor, TUNNEL_CHECKS } from "../../src/doctor/run.js";
 import { parseNftTable, renderRuleset } from "../../src/gateway/nft.js";
 import type { GatewayStatus } from "../../src/gateway/status.js";
 import { UserError } from "../../src/util/errors.js";
@@ -67,19 +67,11 @@ test("doctor checks every exit (findings named after it), tests another exit's I
     const names = (rs: { name: string }[]) => rs.map((r) => r.name);
     const all = await runDoctor(config, { ipEchoUrl: url, timeoutMs: 5000 });
     for (const exit of ["fra", "hel"])
-      for (const check of [
-        "tunnel interface",
-        "tunnel handshake",
-        "route table",
-        "ip rule fwmark",
-        "nft mark rule",
-        "kill switch",
-        "gateway agent",
-      ])
+      for (const check of TUNNEL_CHECKS)
         assert.ok(names(all).includes(`exit ${exit}: ${check}`), `${exit}: ${check} in ${names(all)}`);
     const helIp = all.find((r) => r.name === "exit hel: exit IP from its tunnel address")!;
     assert.equal(helIp.verdict, "pass", helIp.evidence);
-    assert.match(helIp.evidence, /sees 127\.77\.0\.2 through the proxy, 127\.0\.0\.1 directly/);
+    assert.match(helIp.evidence, /sees 127\.77\.0\.2 from 127\.77\.0\.2, 127\.0\.0\.1 directly/);
     // The proxy-wide checks stay unnamed: there is one proxy.
     assert.ok(names(all).includes("proxy listening"));
     assert.ok(
