@@ -146,6 +146,20 @@ test("two exits: each provisioned as its own server and firewall, status shows b
     assert.equal(after.exits[1].exit.ssh.target, undefined);
     assert.equal(after.gateway.peer.endpoint, `${ip1}:51820`, "the other exit's stays");
     assert.equal(after.exit.ssh.target, `root@${ip1}`);
+    // set-endpoint: told which exit, written where that exit reads it (config and store), comments kept.
+    const ambiguous = await run(["exit", "set-endpoint", "203.0.113.30:51820"]);
+    assert.equal(ambiguous.code, 2);
+    assert.match(ambiguous.stderr, /exit set-endpoint works on one exit and this config has 2: pass --exit/);
+    const set = await run(["exit", "set-endpoint", "203.0.113.30:51820", "--exit", "hel"]);
+    assert.equal(set.code, 0, set.stderr);
+    const moved = readFileSync(config, "utf8");
+    assert.ok(moved.startsWith(HEADER));
+    assert.equal(parse(moved).exits[1].peer.endpoint, "203.0.113.30:51820");
+    assert.equal(parse(moved).gateway.peer.endpoint, `${ip1}:51820`);
+    assert.match(
+      (await run(["secrets", "show"])).stdout,
+      /^exit hel:\n(?: {2}.*\n){2} {2}endpoint: 203\.0\.113\.30:51820$/m,
+    );
     const st2 = await run(["exit", "status"]);
     assert.match(st2.stdout, /^exit hel:\nserver: none \(no server wg-exit-hel labelled/m);
     assert.match(st2.stdout, /^server: wg-exit \(id \d+\) running/m);
