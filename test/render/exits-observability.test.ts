@@ -113,50 +113,35 @@ test("promtool: the alerts cover every exit's interface; one exit down fires for
         .replace(/^\s*description: "?|"$/g, ""),
     },
   });
+  /** The exporter answering, with a fresh handshake on each of these interfaces. */
+  const fresh = (...ifs: string[]) => [
+    ...ifs.flatMap((i) => [
+      { series: wg(i), values: "1000x5" },
+      { series: delay(i), values: "10x5" },
+    ]),
+    { series: up, values: "1x5" },
+  ];
+  const state = (i: string, down: string) => ({
+    series: `wg_egress_tunnel_state{interface="${i}",state="down"}`,
+    values: `${down}x5`,
+  });
+  const cases: [string, unknown[], ReturnType<typeof down>[]][] = [
+    [
+      "hel's state down, fra's up",
+      [state("wg-egress", "0"), state("wge.hel", "1"), ...fresh("wg-egress", "wge.hel")],
+      [down("wge.hel")],
+    ],
+    ["hel's interface gone while the exporter answers", fresh("wg-egress"), [down("wge.hel")]],
+    ["both fine", fresh("wg-egress", "wge.hel"), []],
+  ];
   await promtool("alerts.test.yml", {
     rule_files: ["alerts.yml"],
     evaluation_interval: "1m",
-    tests: [
-      {
-        name: "hel's state down, fra's up",
-        interval: "1m",
-        input_series: [
-          { series: 'wg_egress_tunnel_state{interface="wg-egress",state="down"}', values: "0x5" },
-          { series: 'wg_egress_tunnel_state{interface="wge.hel",state="down"}', values: "1x5" },
-          { series: wg("wg-egress"), values: "1000x5" },
-          { series: wg("wge.hel"), values: "1000x5" },
-          { series: delay("wg-egress"), values: "10x5" },
-          { series: delay("wge.hel"), values: "10x5" },
-          { series: up, values: "1x5" },
-        ],
-        alert_rule_test: [
-          { eval_time: "3m", alertname: "WgEgressTunnelDown", exp_alerts: [down("wge.hel")] },
-        ],
-      },
-      {
-        name: "hel's interface gone while the exporter answers",
-        interval: "1m",
-        input_series: [
-          { series: wg("wg-egress"), values: "1000x5" },
-          { series: delay("wg-egress"), values: "10x5" },
-          { series: up, values: "1x5" },
-        ],
-        alert_rule_test: [
-          { eval_time: "3m", alertname: "WgEgressTunnelDown", exp_alerts: [down("wge.hel")] },
-        ],
-      },
-      {
-        name: "both fine",
-        interval: "1m",
-        input_series: [
-          { series: wg("wg-egress"), values: "1000x5" },
-          { series: wg("wge.hel"), values: "1000x5" },
-          { series: delay("wg-egress"), values: "10x5" },
-          { series: delay("wge.hel"), values: "10x5" },
-          { series: up, values: "1x5" },
-        ],
-        alert_rule_test: [{ eval_time: "3m", alertname: "WgEgressTunnelDown", exp_alerts: [] }],
-      },
-    ],
+    tests: cases.map(([name, input_series, exp_alerts]) => ({
+      name,
+      interval: "1m",
+      input_series,
+      alert_rule_test: [{ eval_time: "3m", alertname: "WgEgressTunnelDown", exp_alerts }],
+    })),
   });
 });
