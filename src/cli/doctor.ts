@@ -1,15 +1,16 @@
 import type { Command } from "commander";
 import type { DoctorOpts } from "./actions/doctor.js";
 import { defineCommand } from "./command.js";
-import { INTERFACE, number } from "./flags.js";
+import { EXIT_ALL, INTERFACE, number } from "./flags.js";
 
 export function registerDoctor(program: Command): void {
   defineCommand<DoctorOpts>(program, {
     name: "doctor",
     description:
-      "check the whole path (tunnel, routes, rules, nft marking, kill switch, agent, proxy, DNS, exit IP) and say how to fix what fails; exit 1 on failure",
+      "check the whole path (each exit's tunnel, routes, rules, nft marking, kill switch, agent and exit IP; the proxy, DNS) and say how to fix what fails; exit 1 on failure",
     flags: [
       INTERFACE,
+      EXIT_ALL,
       { flags: "--json", help: "machine-readable output: [{name, verdict, evidence, fix}]" },
       {
         flags: "--ip-echo-url <url>",

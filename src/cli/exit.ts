@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import type { ExitOpts } from "./actions/exit.js";
 import { defineCommand, type Invocation } from "./command.js";
 import { registerDrain } from "./drain.js";
-import { type Flag, port, repeatable } from "./flags.js";
+import { EXIT_ALL, EXIT_ONE, type Flag, port, repeatable } from "./flags.js";
 
 const GATEWAY_KEY: Flag = {
   flags: "--gateway-public-key <key>",
@@ -44,7 +44,11 @@ export function registerExit(program: Command): void {
     name: "render",
     description:
       "print the exit's cloud-init user-data (or --format script: the shell setup script); holds the exit's private key",
-    flags: [GATEWAY_KEY, { flags: "--format <format>", help: "cloud-init | script", default: "cloud-init" }],
+    flags: [
+      EXIT_ONE,
+      GATEWAY_KEY,
+      { flags: "--format <format>", help: "cloud-init | script", default: "cloud-init" },
+    ],
     run: run("render"),
   });
 
@@ -53,6 +57,7 @@ export function registerExit(program: Command): void {
     description:
       "apply the exit configuration to an existing Debian/Ubuntu machine over SSH (script and keys on stdin)",
     flags: [
+      EXIT_ONE,
       GATEWAY_KEY,
       ...SSH,
       { flags: "--dir <dir>", key: "exit.ssh.dir", help: "directory for the exit's files on the machine" },
@@ -70,6 +75,7 @@ export function registerExit(program: Command): void {
     description:
       "the exit's side of the runbook over SSH, read-only: interface and peer, handshake age, forwarding, masquerade, firewall, resolver; exit 1 on failure",
     flags: [
+      EXIT_ALL,
       ...SSH,
       { flags: "--json", help: "machine-readable output: [{name, verdict, evidence, fix}]" },
       { flags: "--resolve <name>", help: "a name the exit must resolve", default: "deb.debian.org" },
@@ -82,6 +88,7 @@ export function registerExit(program: Command): void {
     description:
       "create (or find, by name and label) the Hetzner exit server and its firewall; record the endpoint; print the cost",
     flags: [
+      EXIT_ONE,
       GATEWAY_KEY,
       { flags: "--location <name>", key: "exit.hetzner.location", help: "Hetzner location" },
       { flags: "--server-type <name>", key: "exit.hetzner.serverType", help: "Hetzner server type" },
@@ -94,14 +101,17 @@ export function registerExit(program: Command): void {
 
   defineCommand(exit, {
     name: "status",
-    description: "the Hetzner exit: server state and address, firewall rules, reverse DNS, monthly cost",
+    description:
+      "the Hetzner exits: server state and address, firewall rules, reverse DNS, monthly cost; exit 1 when one is wrong",
+    flags: [EXIT_ALL],
     run: run("exitStatus"),
   });
 
   defineCommand(exit, {
     name: "set-endpoint [endpoint]",
     description:
-      "record the exit's endpoint (HOST:PORT; default: the Hetzner server's IPv4) as gateway.peer.endpoint",
+      "record the exit's endpoint (HOST:PORT; default: the Hetzner server's IPv4) as gateway.peer.endpoint (another exit: exits[i].peer.endpoint)",
+    flags: [EXIT_ONE],
     run: run("setEndpoint"),
   });
 
@@ -109,14 +119,14 @@ export function registerExit(program: Command): void {
     name: "update-home-ip",
     description:
       "point the firewall's SSH rule at the current home IP (or exit.sshAllowFrom); changes nothing when it already does (for a timer)",
-    flags: [HOME_IP],
+    flags: [EXIT_ONE, HOME_IP],
     run: run("updateHomeIpRule"),
   });
 
   defineCommand(exit, {
     name: "deprovision",
     description: "delete the Hetzner exit server, then its firewall (only resources carrying our labels)",
-    flags: [{ flags: "-y, --yes", help: "do not ask for confirmation" }],
+    flags: [EXIT_ONE, { flags: "-y, --yes", help: "do not ask for confirmation" }],
     run: run("deprovisionExit"),
   });
 

@@ -33,6 +33,18 @@ export const INTERFACE: Flag = {
   help: "WireGuard interface",
 };
 
+/** --exit for commands that show or run every exit unless told one. */
+export const EXIT_ALL: Flag = {
+  flags: "--exit <name>",
+  help: "only this exit (a name from exits:); default: all of them",
+};
+
+/** --exit for commands that work on one exit. */
+export const EXIT_ONE: Flag = {
+  flags: "--exit <name>",
+  help: "the exit to work on (a name from exits:); needed when the config has several",
+};
+
 /** Repeatable flag: `--listen a --listen b` → ["a", "b"]. */
 export function repeatable(parse: (v: string) => unknown = (v) => v) {
   return (value: string, previous: unknown): unknown[] => [...((previous as unknown[]) ?? []), parse(value)];

@@ -1,12 +1,7 @@
 import type { Command } from "commander";
 import type { GatewayOpts } from "./actions/gateway.js";
 import { defineCommand, type Invocation } from "./command.js";
-import { type Flag, INTERFACE } from "./flags.js";
-
-const EXIT: Flag = {
-  flags: "--exit <name>",
-  help: "only this exit (a name from exits:); default: all of them (status: the first)",
-};
+import { EXIT_ALL as EXIT, INTERFACE } from "./flags.js";
 
 type Action = keyof typeof import("./actions/gateway.js");
 const run = (name: Action) => async (inv: Invocation<GatewayOpts>) =>

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { SECRET_FIELDS } from "../secrets/fields.js";
 import type { SecretsOpts } from "./actions/secrets.js";
 import { defineCommand, type Invocation } from "./command.js";
-import type { Flag } from "./flags.js";
+import { EXIT_ALL, EXIT_ONE, type Flag } from "./flags.js";
 
 const STORE: Flag[] = [
   { flags: "--file <file>", key: "secrets.file", help: "the encrypted secrets file" },
@@ -44,6 +44,10 @@ export function registerSecrets(program: Command): void {
         toConfig: (v) => (typeof v === "string" ? v : undefined), // not --no-gateway-key's false
       },
       { flags: "--no-gateway-key", help: "write no gateway key file (this machine is not the gateway)" },
+      {
+        flags: "--exit <name>",
+        help: "on an existing store: new keys for this exit only (another exit than the first; with --force, replaced)",
+      },
       { flags: "--force", help: "replace an existing store (its keys are lost)" },
     ],
     run: run("init"),
@@ -62,6 +66,7 @@ export function registerSecrets(program: Command): void {
       "print the public parts (public keys, endpoint, whether a token is stored); private ones only with --reveal",
     flags: [
       ...STORE,
+      { ...EXIT_ALL, help: `${EXIT_ALL.help} (--reveal of a key: the exit it belongs to)` },
       { flags: "--reveal <field>", help: `print only this private value: ${SECRET_FIELDS.join(" | ")}` },
     ],
     run: run("show"),
@@ -71,7 +76,7 @@ export function registerSecrets(program: Command): void {
     name: "rotate",
     description:
       "new WireGuard keys for both sides without dropping the tunnel: the exit over SSH (exit.ssh.target), then the gateway; refuses without a way to reach the exit",
-    flags: STORE,
+    flags: [...STORE, EXIT_ONE],
     run: run("rotate"),
   });
 }

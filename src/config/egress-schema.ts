@@ -67,6 +67,11 @@ export const exitEntrySchema = z
       })
       .strict()
       .optional(),
+    /**
+     * This exit's VPS settings on top of the `exit:` section (checked as one by the config check;
+     * config/exit-hosts.ts derives the rest: its own Hetzner server, firewall and tunnel addresses).
+     */
+    exit: z.record(z.string(), z.unknown()).optional(),
   })
   .strict();
 

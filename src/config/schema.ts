@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 import { z } from "zod";
 import { exitEntrySchema, poolsSchema, routesSchema } from "./egress-schema.js";
+import { exitHostProblems } from "./exit-hosts.js";
 import { exitSchema } from "./exit-schema.js";
 import { dnsProblems, exitProblems, resolveExits, routeProblems } from "./exits.js";
 import { gatewaySchema } from "./gateway-schema.js";
@@ -91,6 +92,7 @@ export const configSchema = z.preprocess(
         c.proxy.auth !== "none" && (c.proxy.users.length > 0 || c.proxy.usersFile !== undefined);
       for (const p of [
         ...problems,
+        ...(problems.length ? [] : exitHostProblems(c, exits)),
         ...routeProblems(exits, c.pools, c.routes, authRequired),
         ...dnsProblems(exits, c.exits, c.proxy.dns.servers),
       ])

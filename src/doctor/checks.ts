@@ -79,35 +79,46 @@ export function routeCheck(st: GatewayStatus, p: DataPath): CheckResult {
 export function ruleCheck(st: GatewayStatus, p: DataPath): CheckResult {
   const name = "ip rule fwmark";
   const missing = [!st.rule.ipv4 && "IPv4", !st.rule.ipv6 && "IPv6"].filter(Boolean);
+  // Another exit than the first is chosen by source address only (no uid rules).
+  const want = p.primary
+    ? `fwmark ${hex(p.fwmark)} lookup ${p.table} and uid ${p.uid} rules`
+    : `from ${p.sources.join(", ")} lookup ${p.table} rules`;
   if (missing.length)
     return fail(
       name,
-      `missing ${missing.join(" and ")} rules (want: priority ${p.rulePriority} fwmark ${hex(p.fwmark)} lookup ${p.table}, and the uid ${p.uid} rules)`,
+      `missing ${missing.join(" and ")} rules (want: priority ${p.rulePriority} ${p.primary ? `fwmark ${hex(p.fwmark)} lookup ${p.table}, and the uid ${p.uid} rules` : want.replace(/ rules$/, "")})`,
       UP,
     );
-  return pass(
-    name,
-    `fwmark ${hex(p.fwmark)} lookup ${p.table} and uid ${p.uid} rules present (IPv4 and IPv6)`,
-  );
+  return pass(name, `${want} present (IPv4 and IPv6)`);
 }
 
-/** The rules of chain mark_proxy (from the shared nft parser): is the proxy user's traffic marked with our mark? */
+/**
+ * The rules of chain mark_proxy (from the shared nft parser): is the proxy's traffic marked with our mark?
+ * The first exit marks what the proxy's uid originates; another exit what leaves with its source address.
+ */
 export function markRuleCheck(rules: readonly string[] | null, p: DataPath): CheckResult {
   const name = "nft mark rule";
-  if (rules === null) return fail(name, "table inet wg-egress or its chain mark_proxy is missing", UP);
-  const marks = rules.filter((l) => /meta skuid /.test(l) && /meta mark set/.test(l));
-  const ok = marks.some(
-    (l) =>
-      new RegExp(`meta skuid ${p.uid}\\b`).test(l) &&
-      Number(/meta mark set (0x[0-9a-f]+|\d+)/.exec(l)?.[1]) === p.fwmark,
-  );
+  if (rules === null) return fail(name, `table inet ${p.nftTable} or its chain mark_proxy is missing`, UP);
+  const markOf = (l: string) => Number(/meta mark set (0x[0-9a-f]+|\d+)/.exec(l)?.[1]);
+  const by = p.primary ? "meta skuid " : "saddr ";
+  const marks = rules.filter((l) => l.includes(by) && /meta mark set/.test(l));
+  const ok = p.primary
+    ? marks.some((l) => new RegExp(`meta skuid ${p.uid}\\b`).test(l) && markOf(l) === p.fwmark)
+    : p.sources.every((ip) => marks.some((l) => l.includes(`saddr ${ip} `) && markOf(l) === p.fwmark));
   if (!ok)
     return fail(
       name,
       marks.length ? `marks other traffic: ${marks.join("; ")}` : "no rule marks the proxy's packets",
-      `the proxy's uid is ${p.uid} and the mark ${hex(p.fwmark)}: check gateway.proxyUid/fwmark, then ${UP}`,
+      p.primary
+        ? `the proxy's uid is ${p.uid} and the mark ${hex(p.fwmark)}: check gateway.proxyUid/fwmark, then ${UP}`
+        : `this exit's sources are ${p.sources.join(", ")} and its mark ${hex(p.fwmark)}: ${UP}`,
     );
-  return pass(name, `meta skuid ${p.uid} … meta mark set ${hex(p.fwmark)}`);
+  return pass(
+    name,
+    p.primary
+      ? `meta skuid ${p.uid} … meta mark set ${hex(p.fwmark)}`
+      : `saddr ${p.sources.join(", ")} … meta mark set ${hex(p.fwmark)}`,
+  );
 }
 
 export function killSwitchCheck(st: GatewayStatus): CheckResult {

@@ -1,6 +1,7 @@
 import { lookup } from "node:dns/promises";
 import { isIP, type Socket, connect as tcpConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
+import type { ExitSpec } from "../config/exits.js";
 import type { Config } from "../config/schema.js";
 import { errorMessage } from "../util/errors.js";
 import type { HostPort } from "../util/hostport.js";
@@ -66,11 +67,16 @@ export interface IpObservation {
   exit: string | null;
 }
 
-const directDial: Dial = (host, port) =>
-  new Promise((resolve, reject) => {
-    const s = tcpConnect({ host, port });
-    s.once("connect", () => resolve(s)).once("error", reject);
-  });
+/** A plain TCP connection, from `localAddress` when given. */
+const dialFrom =
+  (localAddress?: string): Dial =>
+  (host, port) =>
+    new Promise((resolve, reject) => {
+      const s = tcpConnect({ host, port, localAddress });
+      s.once("connect", () => resolve(s)).once("error", reject);
+    });
+
+const directDial = dialFrom();
 
 async function seen(url: string, dial: Dial, timeoutMs: number): Promise<Seen> {
   try {
@@ -88,6 +94,26 @@ export interface IpCheckOptions {
   timeoutMs?: number;
 }
 
+/** What the echo service sees directly and through `via`, and the exit's address to compare with. */
+async function observeVia(
+  url: string,
+  via: Dial,
+  endpoint: HostPort | undefined,
+  timeoutMs: number,
+): Promise<IpObservation> {
+  const [direct, proxied, exit] = await Promise.all([
+    seen(url, directDial, timeoutMs),
+    seen(url, via, timeoutMs),
+    endpoint
+      ? lookup(endpoint.host).then(
+          (r) => r.address,
+          () => null,
+        )
+      : Promise.resolve(null),
+  ]);
+  return { url, direct, proxied, exit };
+}
+
 export async function observeIps(config: Config, opts: IpCheckOptions): Promise<IpObservation> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const proxy = opts.proxy ?? config.proxy.listen[0]!;
@@ -96,28 +122,31 @@ export async function observeIps(config: Config, opts: IpCheckOptions): Promise<
   const user = config.proxy.users[0];
   const viaProxy: Dial = (host, port) =>
     socksConnect(target, host, port, { username: user?.name, password: user?.password, timeoutMs });
-  const endpoint = config.gateway.peer.endpoint ?? null;
-  const [direct, proxied, exit] = await Promise.all([
-    seen(opts.url, directDial, timeoutMs),
-    seen(opts.url, viaProxy, timeoutMs),
-    typeof endpoint === "object" && endpoint
-      ? lookup(endpoint.host).then(
-          (r) => r.address,
-          () => null,
-        )
-      : Promise.resolve(null),
-  ]);
-  return { url: opts.url, direct, proxied, exit };
+  return observeVia(opts.url, viaProxy, config.gateway.peer.endpoint, timeoutMs);
 }
 
-/** PURE verdict. */
-export function exitIpCheck(o: IpObservation): CheckResult {
-  const name = "exit IP through the proxy";
+/**
+ * Through one exit other than the first, as the proxy sends there: from that exit's tunnel address,
+ * which the gateway's source rule routes into that exit's tunnel (or nowhere: its kill switch).
+ */
+export function observeExitIp(
+  x: Pick<ExitSpec, "address" | "peer">,
+  opts: { url: string; timeoutMs?: number },
+): Promise<IpObservation> {
+  return observeVia(opts.url, dialFrom(x.address.split("/")[0]), x.peer.endpoint, opts.timeoutMs ?? 10_000);
+}
+
+/** PURE verdict; `name` and `via` say which path was tested (the proxy, or one exit's source address). */
+export function exitIpCheck(
+  o: IpObservation,
+  name = "exit IP through the proxy",
+  via = "through the proxy",
+): CheckResult {
   const direct = "ip" in o.direct ? o.direct.ip : null;
   if ("error" in o.proxied)
     return fail(
       name,
-      `request through the proxy failed: ${o.proxied.error}`,
+      `request ${via} failed: ${o.proxied.error}`,
       /not a SOCKS5 server/.test(o.proxied.error)
         ? "another program answers on the proxy's address: check proxy.listen (or --proxy) and what listens there (ss -ltnp)"
         : /ECONNRESET|closed the connection/.test(o.proxied.error)
@@ -125,7 +154,7 @@ export function exitIpCheck(o: IpObservation): CheckResult {
           : "with the tunnel or a rule broken the path fails closed (no leak): fix the failing checks above first; else see the proxy log",
     );
   const got = o.proxied.ip;
-  const about = `${o.url} sees ${got} through the proxy, ${direct ?? `direct failed (${"error" in o.direct ? o.direct.error : ""})`} directly`;
+  const about = `${o.url} sees ${got} ${via}, ${direct ?? `direct failed (${"error" in o.direct ? o.direct.error : ""})`} directly`;
   if (direct && got === direct)
     return fail(
       name,

@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
+import type { ExitSpec } from "../config/exits.js";
 import type { Config } from "../config/schema.js";
 import { shellQuote } from "../exit/ssh-install.js";
-import { dataPathOfConfig } from "../gateway/apply.js";
+import { dataPathOfConfig, selectExits } from "../gateway/apply.js";
 import type { DataPath } from "../gateway/model.js";
 import { readAgentReport } from "../gateway/runtime.js";
 import { observe, summarize } from "../gateway/status.js";
@@ -25,7 +26,7 @@ import {
   sameAddr,
 } from "./checks.js";
 import { dnsCheck, dnsProbeName, dnsRoute, noDnsProbe, probeDns } from "./dns.js";
-import { exitIpCheck, observeIps, skippedIpCheck } from "./ip-check.js";
+import { exitIpCheck, observeExitIp, observeIps, skippedIpCheck } from "./ip-check.js";
 
 /** Gathers what the checks look at (side effects only here), then runs every check in the seed's order. */
 
@@ -38,6 +39,8 @@ export interface DoctorOptions {
   timeoutMs?: number;
   /** The config file in use, put into the fixes (undefined: the default path, no --config needed). */
   configFile?: string;
+  /** Only this exit's tunnel checks (default: every exit's). */
+  exit?: string;
 }
 
 const readOrNull = (path: string) => {
@@ -48,7 +51,8 @@ const readOrNull = (path: string) => {
   }
 };
 
-const TUNNEL_CHECKS = [
+/** The checks each exit gets (skipped without root). */
+export const TUNNEL_CHECKS = [
   "tunnel interface",
   "tunnel handshake",
   "exit reachable (UDP)",
@@ -61,7 +65,7 @@ const TUNNEL_CHECKS = [
 
 const isRoot = () => process.getuid?.() === 0;
 
-async function tunnelChecks(config: Config, p: DataPath): Promise<CheckResult[]> {
+async function tunnelChecks(x: ExitSpec, p: DataPath): Promise<CheckResult[]> {
   if (!isRoot())
     return TUNNEL_CHECKS.map((n) => skip(n, "needs root (wg show, nft list): run doctor as root"));
   const state = await observe(p);
@@ -69,7 +73,7 @@ async function tunnelChecks(config: Config, p: DataPath): Promise<CheckResult[]>
   return [
     interfaceCheck(st),
     handshakeCheck(st),
-    exitReachableCheck(st, config.gateway.peer.endpoint?.toString()),
+    exitReachableCheck(st, x.peer.endpoint?.toString()),
     routeCheck(st, p),
     ruleCheck(st, p),
     markRuleCheck(state.nft?.chains.find((c) => c.name === "mark_proxy")?.rules ?? null, p),
@@ -78,7 +82,26 @@ async function tunnelChecks(config: Config, p: DataPath): Promise<CheckResult[]>
   ];
 }
 
+/** With several exits, each exit's checks are named after it (one exit: the names as always). */
+const named = (x: ExitSpec, several: boolean) => (r: CheckResult) =>
+  several ? { ...r, name: `exit ${x.name}: ${r.name}` } : r;
+
+/** Every chosen exit's tunnel checks, the first exit first. */
+async function exitsTunnelChecks(
+  config: Config,
+  exits: ExitSpec[],
+  several: boolean,
+): Promise<CheckResult[]> {
+  const out: CheckResult[] = [];
+  for (const x of exits)
+    out.push(...(await tunnelChecks(x, dataPathOfConfig(config, x.name))).map(named(x, several)));
+  return out;
+}
+
 export async function runDoctor(config: Config, opts: DoctorOptions): Promise<CheckResult[]> {
+  // An unknown --exit is bad input (exit 2), not a finding.
+  const { exits: chosen, all } = selectExits(config, opts.exit);
+  const several = all.length > 1;
   let p: DataPath;
   try {
     p = dataPathOfConfig(config);
@@ -88,7 +111,7 @@ export async function runDoctor(config: Config, opts: DoctorOptions): Promise<Ch
   const wanted = config.proxy.listen;
   const noProbe = noDnsProbe(config, isRoot());
   const [tunnel, ss, dns] = await Promise.all([
-    tunnelChecks(config, p),
+    exitsTunnelChecks(config, chosen, several),
     run("ss", ["-Hltne"], { allowFail: true }),
     noProbe === null ? probeDns(config, p.uid, dnsProbeName(opts.ipEchoUrl)) : null,
   ]);
@@ -103,6 +126,21 @@ export async function runDoctor(config: Config, opts: DoctorOptions): Promise<Ch
     opts.ipEchoUrl && listening
       ? await observeIps(config, { url: opts.ipEchoUrl, proxy: opts.proxy, timeoutMs: opts.timeoutMs })
       : null;
+  // Every other exit's path out, as the proxy uses it: from its tunnel address.
+  const exitIps = [];
+  for (const x of chosen.filter((x) => !x.primary && opts.ipEchoUrl))
+    exitIps.push(
+      named(
+        x,
+        several,
+      )(
+        exitIpCheck(
+          await observeExitIp(x, { url: opts.ipEchoUrl!, timeoutMs: opts.timeoutMs }),
+          "exit IP from its tunnel address",
+          `from ${x.address.split("/")[0]}`,
+        ),
+      ),
+    );
   const results = [
     ...tunnel,
     proxyListenCheck(listeners, wanted),
@@ -115,6 +153,7 @@ export async function runDoctor(config: Config, opts: DoctorOptions): Promise<Ch
             ? `not tried: nothing listens on ${formatHostPort(tested)} (see 'proxy listening')`
             : (opts.skipReason ?? "no IP echo URL: pass --ip-echo-url (or set exit.homeIpUrls)"),
         ),
+    ...exitIps,
   ];
   const f = opts.configFile;
   const file = f ? ` --config ${/^[\w@%+=:,./-]+$/.test(f) ? f : shellQuote(f)}` : "";

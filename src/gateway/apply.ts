@@ -1,9 +1,10 @@
 import { createSocket } from "node:dgram";
 import { writeFileSync } from "node:fs";
+import { pickExits } from "../config/exit-hosts.js";
 import { type ExitSpec, resolveExits } from "../config/exits.js";
 import type { Config } from "../config/schema.js";
 import { interfaceAddresses } from "../policy/addresses.js";
-import { errorMessage, OperationError, UsageError } from "../util/errors.js";
+import { errorMessage, OperationError } from "../util/errors.js";
 import { log } from "../util/log.js";
 import { run } from "../util/run.js";
 import { publicKeyOf } from "../wireguard/keys.js";
@@ -105,13 +106,7 @@ async function stateFor(p: DataPath, dryRun: boolean): Promise<GatewayState> {
 /** The exits `name` selects: that one (an unknown name is a one-line error), or all of them, first first. */
 export function selectExits(config: Config, name?: string): { exits: ExitSpec[]; all: ExitSpec[] } {
   const all = resolveExits(config.gateway, config.exits);
-  if (name === undefined) return { exits: all, all };
-  const x = all.find((e) => e.name === name);
-  if (!x)
-    throw new UsageError(
-      `no exit named ${name} in the config: --exit takes one of ${all.map((e) => e.name).join(", ")}`,
-    );
-  return { exits: [x], all };
+  return { exits: pickExits(all, name), all };
 }
 
 /**

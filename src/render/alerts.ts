@@ -1,4 +1,5 @@
 import { stringify } from "yaml";
+import { exitsOf } from "../config/exit-hosts.js";
 import type { Config } from "../config/schema.js";
 
 /**
@@ -25,9 +26,14 @@ export interface RuleGroup {
 
 const DOCTOR = "Run `wg-egress doctor` on the gateway: it names the broken part and the fix.";
 
+/** A PromQL regex matching exactly these names (interface names may hold . and +). */
+export const anyOf = (names: readonly string[]) =>
+  names.map((n) => n.replace(/[.+]/g, (c) => `\\\\${c}`)).join("|");
+
 export function alertGroups(config: Config): RuleGroup[] {
-  const ifname = config.gateway.interface;
-  const sel = `{interface="${ifname}"}`;
+  // Every exit's interface (one exit: exactly today's selectors); each alert fires per interface.
+  const ifnames = exitsOf(config).map((x) => x.interface);
+  const sel = ifnames.length === 1 ? `{interface="${ifnames[0]}"}` : `{interface=~"${anyOf(ifnames)}"}`;
   const delay = `wireguard_latest_handshake_delay_seconds${sel}`;
   const gatewayUp = `up{job="${GATEWAY_JOB}"}`;
   const rules: Rule[] = [
@@ -47,9 +53,13 @@ export function alertGroups(config: Config): RuleGroup[] {
       // tunnel route, no handshake for 300 s), the handshake age alone (upstream's exporter), or the
       // interface gone or without its peer (no wireguard_* series) while the exporter itself answers.
       expr: [
-        `max by (interface) (wg_egress_tunnel_state{interface="${ifname}",state="down"}) == 1`,
+        `max by (interface) (wg_egress_tunnel_state${sel.replace("}", ',state="down"}')}) == 1`,
         `max by (interface) (${delay}) > 300`,
-        `(absent(wireguard_latest_handshake_seconds${sel}) and on () max(${gatewayUp}) == 1)`,
+        // absent() per interface: it labels its answer with that interface.
+        ...ifnames.map(
+          (i) =>
+            `(absent(wireguard_latest_handshake_seconds{interface="${i}"}) and on () max(${gatewayUp}) == 1)`,
+        ),
       ].join("\nor "),
       for: "1m",
       labels: { severity: "critical" },

@@ -1,10 +1,13 @@
+import { exitsOf } from "../config/exit-hosts.js";
 import type { Config } from "../config/schema.js";
 
 /**
  * The Grafana dashboard (JSON model, schemaVersion 39): the tunnel state the exporter reports, the
  * handshake age with the seed's thresholds (green < 150 s, stale < 300 s, down above), throughput
  * in/out, kill switch, proxy connections and refusals. The data source is a template variable, so it
- * imports into any Grafana. PURE.
+ * imports into any Grafana. With several exits, the interface variable takes any of them (all by default:
+ * the top row shows the worst) and a row per exit follows: state, handshake age, tunnel throughput,
+ * and the proxy's open connections, results and bytes for that exit. PURE.
  */
 
 // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's variable syntax, not a JS template
@@ -95,12 +98,23 @@ const SEED_THRESHOLDS = thresholds(["green", null], ["orange", 150], ["red", 300
  * The state the exporter reports (wg_egress_tunnel_state, 1 for the current state) as one number for a
  * stat panel: the worst state present wins, and no series at all (exporter not scraped) is 3.
  */
-const TUNNEL_STATE = [
-  `max(wg_egress_tunnel_state{${IF},state="down"} == 1) * 2`,
-  `max(wg_egress_tunnel_state{${IF},state="stale"} == 1)`,
-  `max(wg_egress_tunnel_state{${IF},state="up"} == 1) * 0`,
-  "vector(3)",
-].join(" or ");
+const tunnelState = (sel: string) =>
+  [
+    `max(wg_egress_tunnel_state{${sel},state="down"} == 1) * 2`,
+    `max(wg_egress_tunnel_state{${sel},state="stale"} == 1)`,
+    `max(wg_egress_tunnel_state{${sel},state="up"} == 1) * 0`,
+    "vector(3)",
+  ].join(" or ");
+const TUNNEL_STATE = tunnelState(IF);
+
+const STATE_MAPPINGS = () => [
+  {
+    type: "value",
+    options: Object.fromEntries(
+      STATE_WORDS.map(([text, color], i) => [String(i), { text, color, index: i }]),
+    ),
+  },
+];
 const STATE_WORDS = [
   ["UP", "green"],
   ["STALE", "orange"],
@@ -108,8 +122,81 @@ const STATE_WORDS = [
   ["NO METRICS", "red"],
 ] as const;
 
+/** One row of panels per exit (its interface for the gateway's metrics, its name for the proxy's). */
+function exitRows(config: Config, firstId: number, y: number): Panel[] {
+  const out: Panel[] = [];
+  let id = firstId;
+  for (const x of exitsOf(config)) {
+    const ifsel = `interface="${x.interface}"`;
+    const exsel = `exit="${x.name}"`;
+    out.push(
+      {
+        id: id++,
+        type: "row",
+        title: `Exit ${x.name} (${x.interface})`,
+        collapsed: false,
+        gridPos: { x: 0, y, w: 24, h: 1 },
+        panels: [],
+      },
+      panel(
+        id++,
+        "stat",
+        `${x.name}: tunnel state`,
+        { x: 0, y: y + 1, w: 4, h: 6 },
+        [{ expr: tunnelState(ifsel), legendFormat: "state" }],
+        { thresholds: thresholds(["green", null], ["orange", 1], ["red", 2]), mappings: STATE_MAPPINGS() },
+        `Exit ${x.name}'s health: its interface's state as the exporter reports it (see Tunnel state).`,
+      ),
+      panel(
+        id++,
+        "stat",
+        `${x.name}: open connections`,
+        { x: 4, y: y + 1, w: 4, h: 6 },
+        [{ expr: `sum(wg_egress_proxy_exit_open_connections{${exsel}}) or vector(0)`, legendFormat: "open" }],
+        { unit: "none", thresholds: thresholds(["green", null]) },
+        `Proxy connections open through exit ${x.name} now.`,
+      ),
+      panel(
+        id++,
+        "timeseries",
+        `${x.name}: handshake age`,
+        { x: 8, y: y + 1, w: 8, h: 6 },
+        [{ expr: `wireguard_latest_handshake_delay_seconds{${ifsel}}`, legendFormat: "{{interface}}" }],
+        {
+          unit: "s",
+          min: 0,
+          thresholds: SEED_THRESHOLDS,
+          custom: { thresholdsStyle: { mode: "line+area" } },
+        },
+        `Seconds since exit ${x.name}'s latest WireGuard handshake.`,
+      ),
+      panel(
+        id++,
+        "timeseries",
+        `${x.name}: connections and bytes`,
+        { x: 16, y: y + 1, w: 8, h: 6 },
+        [
+          {
+            expr: `sum by (result) (rate(wg_egress_proxy_exit_connections_total{${exsel}}[5m]))`,
+            legendFormat: "connections {{result}}",
+          },
+          {
+            expr: `sum by (direction) (rate(wg_egress_proxy_exit_bytes_total{${exsel}}[5m]))`,
+            legendFormat: "bytes {{direction}}",
+          },
+        ],
+        { unit: "short", min: 0 },
+        `Proxy connections per second through exit ${x.name} by result, and bytes per second relayed through it (up = to the destination).`,
+      ),
+    );
+    y += 7;
+  }
+  return out;
+}
+
 export function dashboard(config: Config): Record<string, unknown> {
   const ifname = config.gateway.interface;
+  const several = exitsOf(config).length > 1;
   const panels = [
     panel(
       1,
@@ -117,17 +204,7 @@ export function dashboard(config: Config): Record<string, unknown> {
       "Tunnel state",
       { x: 0, y: 0, w: 6, h: 6 },
       [{ expr: TUNNEL_STATE, legendFormat: "state" }],
-      {
-        thresholds: thresholds(["green", null], ["orange", 1], ["red", 2]),
-        mappings: [
-          {
-            type: "value",
-            options: Object.fromEntries(
-              STATE_WORDS.map(([text, color], i) => [String(i), { text, color, index: i }]),
-            ),
-          },
-        ],
-      },
+      { thresholds: thresholds(["green", null], ["orange", 1], ["red", 2]), mappings: STATE_MAPPINGS() },
       "wg_egress_tunnel_state, the gateway's own verdict (as `gateway status`): UP = handshake < 150 s ago, STALE < 300 s, DOWN = older or never, link down, interface gone or no tunnel route; NO METRICS = the exporter is not scraped.",
     ),
     boolStat(
@@ -225,6 +302,7 @@ export function dashboard(config: Config): Record<string, unknown> {
       { unit: "Bps", min: 0 },
       "Bytes relayed by the proxy: up = client to destination, down = destination to client.",
     ),
+    ...(several ? exitRows(config, 10, 30) : []),
   ];
   return {
     uid: "wg-egress",
@@ -258,10 +336,13 @@ export function dashboard(config: Config): Record<string, unknown> {
             refId: "interface",
           },
           definition: "label_values(wg_egress_tunnel_state, interface)",
-          current: { text: ifname, value: ifname, selected: true },
+          // Several exits: all of them by default (the top row shows the worst).
+          current: several
+            ? { text: ["All"], value: ["$__all"], selected: true }
+            : { text: ifname, value: ifname, selected: true },
           refresh: 2,
-          includeAll: false,
-          multi: false,
+          includeAll: several,
+          multi: several,
           hide: 0,
         },
       ],

@@ -30,8 +30,8 @@ const CONFIGURED = "wg-egress: exit configured";
 /** How long either side waits for the handshake with a new key. */
 const HANDSHAKE_TIMEOUT_S = 20;
 
-export function sshTargetOf(config: Config): SshTarget | undefined {
-  const s = config.exit.ssh;
+export function sshTargetOf(exit: ExitConfig): SshTarget | undefined {
+  const s = exit.ssh;
   return s.target
     ? { target: s.target, port: s.port, identityFile: s.identityFile, options: s.options }
     : undefined;
@@ -422,7 +422,7 @@ async function rotateOffline(ctx: Ctx, old: SecretsData): Promise<void> {
 }
 
 export async function rotateKeys(o: RotateOptions): Promise<void> {
-  const target = sshTargetOf(o.config);
+  const target = sshTargetOf(o.config.exit);
   if (!target)
     throw new UsageError(
       "secrets rotate needs a way to update the exit: set exit.ssh.target (USER@HOST; exit provision records it for a Hetzner exit with SSH keys); nothing was changed",

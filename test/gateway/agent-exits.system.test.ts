@@ -15,7 +15,8 @@ before(() => requireTools("wg", "wireguard-go", "nft"));
 
 /**
  * `gateway run` with two exits, one of which cannot start (its key file is missing): the other exit is
- * brought up and repaired all the same, and the broken one starts by itself once its key appears.
+ * brought up and repaired all the same, and the broken one starts by itself once its key appears. Then
+ * `gateway status` and `doctor` report both exits (each under its name), and --exit narrows them.
  */
 
 const NS = "wgetest-ax";
@@ -24,6 +25,13 @@ const dir = tempDir("wgetest-ax-");
 const config = join(dir, "config.yaml");
 const keys = [join(dir, "one.key"), join(dir, "two.key")];
 let agent: Daemon | undefined;
+
+/** A read-only command of ours inside the namespace. */
+const inNs = (...args: string[]) =>
+  spawnSync("ip", ["netns", "exec", NS, process.execPath, MAIN, ...args, "--config", config], {
+    encoding: "utf8",
+    timeout: 60_000,
+  });
 
 const linkExists = (ifname: string) =>
   spawnSync("ip", ["netns", "exec", NS, "ip", "link", "show", ifname]).status === 0;
@@ -76,6 +84,59 @@ test("one exit that cannot start does not keep the others from being served, and
     logLines().some((l) => l.exit === "two" && /exit agent started/.test(String(l.msg))),
   );
   await waitFor("exit two's tunnel", 30_000, () => linkExists(IFS[1]), 200);
+
+  // gateway status: every exit by default, each under its name; no handshake (the endpoints are
+  // documentation addresses nobody answers on) = down = exit 1.
+  const st = await waitFor(
+    "both exits armed in gateway status",
+    30_000,
+    () => {
+      const r = inNs("gateway", "status", "--json");
+      const list = JSON.parse(r.stdout) as { exit: string; interface: string; killSwitchArmed: boolean }[];
+      return list.length === 2 && list.every((x) => x.killSwitchArmed) && { r, list };
+    },
+    500,
+  );
+  assert.deepEqual(
+    st.list.map((x) => [x.exit, x.interface]),
+    [
+      ["one", IFS[0]],
+      ["two", IFS[1]],
+    ],
+  );
+  assert.equal(st.r.status, 1, st.r.stderr);
+  const text = inNs("gateway", "status");
+  assert.match(text.stdout, new RegExp(`^exit one:\nverdict: +down\ninterface: +${IFS[0]} `, "m"));
+  assert.match(text.stdout, new RegExp(`^exit two:\nverdict: +down\ninterface: +${IFS[1]} `, "m"));
+  const two = inNs("gateway", "status", "--exit", "two");
+  assert.doesNotMatch(two.stdout, /exit one:/);
+  assert.match(two.stdout, /^exit two:$/m);
+
+  // doctor: each exit's findings named after it, its kill switch armed, its handshake missing.
+  const verdicts = (r: ReturnType<typeof inNs>) =>
+    Object.fromEntries(
+      (JSON.parse(r.stdout) as { name: string; verdict: string }[]).map((c) => [c.name, c.verdict]),
+    );
+  const doc = inNs("doctor", "--json", "--no-ip-check", "--timeout", "2");
+  assert.equal(doc.status, 1, doc.stderr);
+  const all = verdicts(doc);
+  for (const x of ["one", "two"]) {
+    assert.equal(all[`exit ${x}: kill switch`], "pass", doc.stdout);
+    assert.equal(all[`exit ${x}: tunnel interface`], "pass", doc.stdout);
+    assert.equal(all[`exit ${x}: nft mark rule`], "pass", doc.stdout);
+    assert.equal(all[`exit ${x}: tunnel handshake`], "fail", doc.stdout);
+  }
+  const narrowed = Object.keys(
+    verdicts(inNs("doctor", "--json", "--no-ip-check", "--timeout", "2", "--exit", "two")),
+  );
+  assert.ok(
+    narrowed.includes("exit two: kill switch") && !narrowed.some((n) => n.startsWith("exit one:")),
+    narrowed.join(", "),
+  );
+  const unknown = inNs("doctor", "--exit", "three");
+  assert.equal(unknown.status, 2);
+  assert.match(unknown.stderr, /no exit named three in the config: --exit takes one of one, two/);
+
   await stop(agent);
   assert.equal(agent.child.exitCode, 0, agent.output());
 });

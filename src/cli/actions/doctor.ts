@@ -11,6 +11,7 @@ export interface DoctorOpts {
   ipCheck: boolean;
   proxy?: string;
   timeout: number;
+  exit?: string;
 }
 
 export async function doctor({ opts: o, config: load, configFile }: Invocation<DoctorOpts>): Promise<void> {
@@ -28,6 +29,7 @@ export async function doctor({ opts: o, config: load, configFile }: Invocation<D
     proxy,
     timeoutMs: o.timeout * 1000,
     configFile,
+    exit: o.exit,
   });
   process.stdout.write(
     o.json

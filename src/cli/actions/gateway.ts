@@ -107,9 +107,30 @@ export async function down({ opts: o, config }: Run): Promise<void> {
 
 export async function status({ opts: o, config }: Run): Promise<void> {
   requireRoot("gateway status");
-  const p = dataPathOfConfig(await config(), o.exit);
-  const st = summarize(p, await observe(p), Math.floor(Date.now() / 1000));
-  const agent = readAgentReport(p.ifname);
-  process.stdout.write(o.json ? `${JSON.stringify({ ...st, agent }, null, 2)}\n` : formatStatus(st, agent));
-  if (st.verdict === "down") process.exitCode = 1;
+  const c = await config();
+  const { exits, all } = selectExits(c, o.exit);
+  const now = Math.floor(Date.now() / 1000);
+  const shown = [];
+  for (const x of exits) {
+    const p = dataPathOfConfig(c, x.name);
+    const st = summarize(p, await observe(p), now);
+    shown.push({ exit: x.name, st, agent: readAgentReport(p.ifname) });
+    if (st.verdict === "down") process.exitCode = 1;
+  }
+  // One exit: the output as it always was; several: each exit's under its name.
+  if (all.length === 1) {
+    const [{ st, agent }] = shown;
+    process.stdout.write(o.json ? `${JSON.stringify({ ...st, agent }, null, 2)}\n` : formatStatus(st, agent));
+  } else if (o.json)
+    process.stdout.write(
+      `${JSON.stringify(
+        shown.map(({ exit, st, agent }) => ({ exit, ...st, agent })),
+        null,
+        2,
+      )}\n`,
+    );
+  else
+    process.stdout.write(
+      shown.map(({ exit, st, agent }) => `exit ${exit}:\n${formatStatus(st, agent)}`).join("\n"),
+    );
 }
