@@ -13,7 +13,8 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
 /**
- * DNS at the exit by default: on a gateway (gateway.peer is set) the proxy resolves names with the
+ * DNS at the exit by default: on a gateway (a peer is set, or there are several exits: each is a
+ * tunnel, even before it is provisioned) the proxy resolves names with the
  * exit's resolver on its tunnel address (exit.address, 10.100.0.1 by default), so no name is ever
  * resolved by the home ISP; each later exit by its own (withOwnResolver). Only when proxy.dns.servers
  * is absent: an explicit list wins (every exit asks it, through its own tunnel), and an explicit []
@@ -24,7 +25,8 @@ export function withExitDns(raw: unknown): unknown {
   // The first exit's peer (exits:) or the gateway's: either makes this a gateway.
   const first = Array.isArray(raw.exits) && isObject(raw.exits[0]) ? raw.exits[0] : undefined;
   const peers = [first?.peer, isObject(raw.gateway) ? raw.gateway.peer : undefined].filter(isObject);
-  if (!peers.some((p) => p.endpoint !== undefined || p.publicKey !== undefined)) return raw;
+  const several = Array.isArray(raw.exits) && raw.exits.length > 1;
+  if (!several && !peers.some((p) => p.endpoint !== undefined || p.publicKey !== undefined)) return raw;
   const proxy = isObject(raw.proxy) ? raw.proxy : {};
   const dns = isObject(proxy.dns) ? proxy.dns : {};
   if (dns.servers !== undefined || (proxy.dns !== undefined && !isObject(proxy.dns))) return raw;

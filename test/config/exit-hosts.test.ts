@@ -96,7 +96,10 @@ test("the config check names a bad exits[i].exit value, a tunnel with no derivab
     /^invalid config c\.yaml: exits\[1\]\.exit\.listenPort = 0: /,
   );
   assert.match(
-    err({ exits: [{ name: "a" }, { name: "b", address: "10.100.1.1/24" }] }),
+    err({
+      exits: [{ name: "a" }, { name: "b", address: "10.100.1.1/24" }],
+      proxy: { dns: { servers: ["192.0.2.53"] } },
+    }),
     /^invalid config c\.yaml: exits\[1\]\.exit\.address = missing: exit b: set exits\[1\]\.exit\.address, the exit's side of its tunnel/,
   );
   assert.match(

@@ -89,6 +89,7 @@ test("the config check names every collision between exits, in one line", () => 
         { name: "a", listenPort: 5000 },
         { name: "b", address: "10.1.1.1/24", listenPort: 5000 },
       ],
+      proxy: { dns: { servers: ["192.0.2.53"] } },
     }),
     /listen port 5000/,
   );
@@ -207,12 +208,19 @@ test("DNS per exit: each exit resolves at its own exit by default; proxy.dns.ser
 
 test("DNS per exit: the config check names what cannot resolve through its exit, in one line", () => {
   const two = [{ name: "fra" }, { name: "hel", address: "10.100.1.2/24" }];
+  // several exits are tunnels even before they have a peer: each resolves at its own exit by default
+  const c = parseConfig({ exits: two });
+  assert.deepEqual(exitDnsServers(resolveExits(c.gateway, c.exits), c.exits, c.proxy.dns.servers), [
+    ["10.100.0.1"],
+    ["10.100.1.1"],
+  ]);
+  const system = { dns: { servers: [] } };
   assert.match(
-    errorOf({ exits: two }),
+    errorOf({ exits: two, proxy: system }),
     /^invalid config c\.yaml: proxy\.dns\.servers = \[\]: with several exits each exit resolves names through its own tunnel, which the system resolver \(proxy\.dns\.servers empty\) cannot do: set proxy\.dns\.servers, or dnsServers on exits fra, hel$/,
   );
   assert.match(
-    errorOf({ exits: [two[0], { ...two[1], dnsServers: ["10.100.1.1"] }] }),
+    errorOf({ exits: [two[0], { ...two[1], dnsServers: ["10.100.1.1"] }], proxy: system }),
     /dnsServers on exit fra$/,
   );
   assert.match(
