@@ -175,6 +175,28 @@ export class Egress {
 
   /** An IP destination: the exit and the address to bind to. */
   choose(req: RouteRequest): EgressChoice {
+    const picked = this.pick(req);
+    return picked.refused !== undefined ? picked : this.bind(picked.exit, req.destination);
+  }
+
+  /** A name: the exit to resolve it through (then exitFor for each address, then bind). */
+  forName(req: NameRequest): NameChoice {
+    return this.pick(req);
+  }
+
+  /** The exit for an address `name` resolved to, `name` having been resolved through `via`. */
+  exitFor(via: NameChoice & { exit: string }, req: RouteRequest): EgressChoice {
+    const picked = this.pick(req);
+    if (picked.refused !== undefined) return picked;
+    // The same rule keeps the exit that resolved the name (a pool's pick is per user: the same one).
+    return { exit: picked.target.name === via.target.name ? via.exit : picked.exit };
+  }
+
+  /**
+   * The rule's target without its draining exits, then a healthy member: what every new connection,
+   * by address or by name, goes through (so a draining exit gets none, whichever way it is asked).
+   */
+  private pick(req: RouteRequest | NameRequest): NameChoice {
     const selected = this.routes.select(req);
     const target = this.replace.size ? undrained(selected, this.replace) : selected;
     if (target === null)
@@ -184,23 +206,7 @@ export class Egress {
           : `exit ${selected.name} is draining without a replacement`,
       };
     const exit = pickExit(target, this.health, req.user ?? req.client);
-    if (exit === null) return { refused: `no healthy exit in pool ${target.name}` };
-    return this.bind(exit, req.destination);
-  }
-
-  /** A name: the exit to resolve it through (then exitFor for each address, then bind). */
-  forName(req: NameRequest): NameChoice {
-    const target = this.routes.select(req);
-    const exit = pickExit(target, this.health, req.user ?? req.client);
     return exit === null ? { refused: `no healthy exit in pool ${target.name}` } : { exit, target };
-  }
-
-  /** The exit for an address `name` resolved to, `name` having been resolved through `via`. */
-  exitFor(via: NameChoice & { exit: string }, req: RouteRequest): EgressChoice {
-    const target = this.routes.select(req);
-    if (target === via.target) return { exit: via.exit };
-    const exit = pickExit(target, this.health, req.user ?? req.client);
-    return exit === null ? { refused: `no healthy exit in pool ${target.name}` } : { exit };
   }
 
   /** Where a connection to `destination` through `exit` is bound (several exits only). */

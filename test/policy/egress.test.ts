@@ -239,6 +239,40 @@ test("a pool with no healthy member is refused before any lookup", async () => {
   assert.deepEqual(r.asked, []);
 });
 
+test("a draining exit gets no name either: the name is resolved (and connected) through its replacement", async () => {
+  const config = (drain: unknown) =>
+    parseConfig({
+      exits: exits.map((x) => (x.name === "hel" ? { ...x, drain } : x)),
+      pools: { irc: ["hel", "ams"] },
+      routes: {
+        rules: [
+          { users: ["bob"], to: "hel" },
+          { users: ["carol"], to: "irc" },
+        ],
+      },
+      proxy: withUsers,
+    });
+  const r = resolvers({ fra: { "irc.test": ["192.0.2.1"] }, ams: { "irc.test": ["192.0.2.3"] } });
+  const lookup = (c: ReturnType<typeof config>, user: string) =>
+    resolveThroughExit(
+      egressOf(resolveExits(c.gateway, c.exits), c.pools, c.routes, () => "healthy"),
+      r.of,
+      { user, client: "10.1.0.2", port: 6667 },
+      "irc.test",
+      r.observe,
+    );
+  const toFra = config({ to: "fra" });
+  assert.deepEqual(await lookup(toFra, "bob"), { exit: "fra", addresses: ["192.0.2.1"] });
+  assert.deepEqual(
+    await lookup(toFra, "carol"),
+    { exit: "ams", addresses: ["192.0.2.3"] },
+    "the pool skips hel",
+  );
+  const nowhere = await lookup(config({}), "bob");
+  assert.match(nowhere.refused ?? "", /exit hel is draining without a replacement/);
+  assert.ok(!r.asked.some((a) => a.startsWith("hel:")), "hel's resolver never asked");
+});
+
 test("a rule by destination: the name is resolved again through the exit its address routes to, or refused", async () => {
   const c = parseConfig({
     exits,
