@@ -176,9 +176,10 @@ function resolvers(answers: Record<string, Record<string, string[]>>) {
   return { of, asked, seen, observe };
 }
 
-test("a name is resolved through the exit the connection takes: its user's, its pool member's", async () => {
-  const c = parseConfig({
-    exits,
+/** Bob on exit hel, carol on pool irc (hel, ams), the rest on fra; `drainHel`: hel's exits[].drain. */
+const bobAndCarol = (drainHel?: unknown) =>
+  parseConfig({
+    exits: exits.map((x) => (x.name === "hel" && drainHel ? { ...x, drain: drainHel } : x)),
     pools: { irc: ["hel", "ams"] },
     routes: {
       rules: [
@@ -188,6 +189,9 @@ test("a name is resolved through the exit the connection takes: its user's, its 
     },
     proxy: withUsers,
   });
+
+test("a name is resolved through the exit the connection takes: its user's, its pool member's", async () => {
+  const c = bobAndCarol();
   let amsUp: Health = "healthy";
   const e = egressOf(resolveExits(c.gateway, c.exits), c.pools, c.routes, (x) =>
     x === "ams" ? amsUp : "healthy",
@@ -240,20 +244,8 @@ test("a pool with no healthy member is refused before any lookup", async () => {
 });
 
 test("a draining exit gets no name either: the name is resolved (and connected) through its replacement", async () => {
-  const config = (drain: unknown) =>
-    parseConfig({
-      exits: exits.map((x) => (x.name === "hel" ? { ...x, drain } : x)),
-      pools: { irc: ["hel", "ams"] },
-      routes: {
-        rules: [
-          { users: ["bob"], to: "hel" },
-          { users: ["carol"], to: "irc" },
-        ],
-      },
-      proxy: withUsers,
-    });
   const r = resolvers({ fra: { "irc.test": ["192.0.2.1"] }, ams: { "irc.test": ["192.0.2.3"] } });
-  const lookup = (c: ReturnType<typeof config>, user: string) =>
+  const lookup = (c: ReturnType<typeof bobAndCarol>, user: string) =>
     resolveThroughExit(
       egressOf(resolveExits(c.gateway, c.exits), c.pools, c.routes, () => "healthy"),
       r.of,
@@ -261,14 +253,14 @@ test("a draining exit gets no name either: the name is resolved (and connected) 
       "irc.test",
       r.observe,
     );
-  const toFra = config({ to: "fra" });
+  const toFra = bobAndCarol({ to: "fra" });
   assert.deepEqual(await lookup(toFra, "bob"), { exit: "fra", addresses: ["192.0.2.1"] });
   assert.deepEqual(
     await lookup(toFra, "carol"),
     { exit: "ams", addresses: ["192.0.2.3"] },
     "the pool skips hel",
   );
-  const nowhere = await lookup(config({}), "bob");
+  const nowhere = await lookup(bobAndCarol({}), "bob");
   assert.match(nowhere.refused ?? "", /exit hel is draining without a replacement/);
   assert.ok(!r.asked.some((a) => a.startsWith("hel:")), "hel's resolver never asked");
 });
