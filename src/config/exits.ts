@@ -196,7 +196,7 @@ export function routeProblems(
         path,
         message: `exit ${x.name} drains to ${to}, which is not an exit (known: ${[...names].join(", ")}; a pool is not a replacement)`,
       });
-    else if (drainCycle(exits, x.name))
+    else if (followDrain(exits, x.name).cycle)
       out.push({
         path,
         message: `exit ${x.name}'s drain replacements go round in a circle: end the chain at an exit that is not draining`,
@@ -265,15 +265,23 @@ export function dnsProblems(
   return out;
 }
 
-/** Whether following exit `name`'s drain replacements comes back to an exit already seen. */
-function drainCycle(exits: readonly ExitSpec[], name: string): boolean {
+/**
+ * Follows exit `name`'s drain replacements (A drains to B, B to C): `end` is the first exit that does
+ * not drain; without one, `cycle` says whether the chain came back to an exit already seen (else it
+ * ended at an exit draining with no replacement, or at a name that is no exit).
+ */
+function followDrain(exits: readonly ExitSpec[], name: string): { end?: string; cycle: boolean } {
   const byName = new Map(exits.map((x) => [x.name, x]));
   const seen = new Set<string>();
-  for (let at: string | undefined = name; at !== undefined; at = byName.get(at)?.drain?.to) {
-    if (seen.has(at)) return true;
+  for (let at: string | undefined = name; at !== undefined; ) {
+    if (seen.has(at)) return { cycle: true };
+    const x = byName.get(at);
+    if (!x) break;
+    if (!x.drain) return { end: at, cycle: false };
     seen.add(at);
+    at = x.drain.to;
   }
-  return false;
+  return { cycle: false };
 }
 
 /**
@@ -281,16 +289,5 @@ function drainCycle(exits: readonly ExitSpec[], name: string): boolean {
  * of replacements (A drains to B, B to C: C), or undefined when the chain ends at an exit draining with
  * no replacement, names no exit, or goes round in a circle (refused: never a guess). PURE.
  */
-export function replacementOf(exits: readonly ExitSpec[], name: string): string | undefined {
-  const byName = new Map(exits.map((x) => [x.name, x]));
-  const seen = new Set<string>();
-  let at: string | undefined = name;
-  while (at !== undefined && !seen.has(at)) {
-    const x = byName.get(at);
-    if (!x) return undefined;
-    if (!x.drain) return at;
-    seen.add(at);
-    at = x.drain.to;
-  }
-  return undefined;
-}
+export const replacementOf = (exits: readonly ExitSpec[], name: string): string | undefined =>
+  followDrain(exits, name).end;
