@@ -122,6 +122,12 @@ export class GatewayAgent {
   private addressGone = false;
   private lastError = "";
   private lastHealth = "";
+  /**
+   * The step that failed at the last attempt, given one immediate second look: the host may have changed
+   * between the check and the step (someone else repairing or breaking it meanwhile), and a plan made from
+   * that older view fails without anything being wrong. Failing again counts.
+   */
+  private retriedStep = "";
 
   constructor(private readonly opts: AgentOptions) {}
 
@@ -323,6 +329,7 @@ export class GatewayAgent {
     const planned = tracks.flatMap((t) => t.steps);
     if (!planned.length) {
       for (const t of tracks) t.failures.reset();
+      this.retriedStep = "";
       this.lastApplied = "";
       this.samePlan = 0;
       this.setState("ok");
@@ -368,9 +375,20 @@ export class GatewayAgent {
     for (const step of t.steps) {
       const t0 = Date.now();
       const fields = { what: step.part, step: step.why, cmd: stepCommand(step), trigger: reason };
+      const described = describeStep(step);
       try {
         await applyStep(step, this.current?.privateKey ?? null);
+        if (described === this.retriedStep) this.retriedStep = "";
       } catch (e) {
+        if (described !== this.retriedStep) {
+          this.retriedStep = described;
+          log.warn(
+            { event: "repair-retry", ...fields, error: errorMessage(e) },
+            `gateway agent: ${t.name} repair failed; looking again before retrying`,
+          );
+          return false;
+        }
+        this.retriedStep = "";
         t.failures.record(Date.now());
         this.report.failures++;
         log.error(
