@@ -6,6 +6,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -51,9 +52,18 @@ if (files.length === 0) {
   process.stderr.write(`no ${kind} test file matches ${filters.join(" or ") || "(any)"}\n`);
   process.exit(2);
 }
+// Unit files share nothing (ports are ephemeral, files temporary), so they run side by side; system
+// files share the host's namespaces, locks and CPU-sensitive timings, so with them every file runs alone.
+const concurrency = kind === "unit" ? availableParallelism() : 1;
 const r = spawnSync(
   process.execPath,
-  ["--test", "--test-concurrency=1", `--test-timeout=${DEFAULT_TIMEOUT_MS}`, "--test-force-exit", ...files],
+  [
+    "--test",
+    `--test-concurrency=${concurrency}`,
+    `--test-timeout=${DEFAULT_TIMEOUT_MS}`,
+    "--test-force-exit",
+    ...files,
+  ],
   { stdio: "inherit" },
 );
 process.exit(r.status ?? 1);
