@@ -388,8 +388,7 @@ export class GatewayAgent {
           );
           return false;
         }
-        this.retriedStep = "";
-        t.failures.record(Date.now());
+        t.failures.record(Date.now()); // retriedStep stays: until it works, each failure counts
         this.report.failures++;
         log.error(
           {

@@ -30,7 +30,15 @@ export async function createLink(
   if (!existsSync("/dev/net/tun"))
     throw new OperationError("wireguard-go needs /dev/net/tun, which is missing");
   // wireguard-go creates the TUN device and its socket, then daemonizes: when it returns, both exist.
-  await run("wireguard-go", [ifname]);
+  const r = await run("wireguard-go", [ifname], { allowFail: true });
+  if (r.code !== 0) {
+    // Its stderr is a framed notice about kernel WireGuard; why it failed is logged on stdout.
+    const why = `${r.stdout}\n${r.stderr}`
+      .split("\n")
+      .filter((l) => l.trim() && !/^[┌│└]/.test(l))
+      .join(" | ");
+    throw new OperationError(`wireguard-go ${ifname} failed (exit ${r.code}): ${why || "no message"}`);
+  }
   return "userspace";
 }
 

@@ -199,3 +199,60 @@ test("SIGTERM: the agent stops watching, the kill switch stays", async () => {
   assert.equal(status().killSwitchArmed, false);
   assert.equal(cli(["gateway", "down", "--purge"]).status, 0);
 });
+
+test("a repair that keeps failing is tried again once at once, then counted and backed off; the kill switch is armed all the same", {
+  timeout: 90_000,
+}, async () => {
+  writeFileSync(
+    config,
+    JSON.stringify({
+      gateway: {
+        interface: IF,
+        implementation: "userspace",
+        privateKeyFile: join(dir, "gateway.key"),
+        peer: { publicKey: PEER, endpoint: "exit.wgetest:51820" },
+      },
+    }),
+  );
+  // wireguard-go cannot make its TUN device where /dev/net/tun is /dev/null (a mount of this agent's
+  // own: the host's device is untouched), so creating the link fails at every attempt.
+  agent = startIn(NS, [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    'mount --bind /dev/null /dev/net/tun && exec "$@"',
+    "sh",
+    process.execPath,
+    MAIN,
+    "gateway",
+    "run",
+    "--config",
+    config,
+  ]);
+  const ofLink = (event: string) => logLines().filter((l) => l.event === event && l.what === "link");
+  await waitFor(
+    "two failed attempts after the retry",
+    30_000,
+    () => ofLink("repair-failed").length >= 2,
+    200,
+  );
+  assert.equal(ofLink("repair-retry").length, 1, agent.output());
+  const lines = logLines();
+  const retryAt = lines.findIndex((l) => l.event === "repair-retry");
+  assert.ok(retryAt < lines.findIndex((l) => l.event === "repair-failed"), "the retry comes first");
+  // What went wrong, without wireguard-go's framed notice about kernel WireGuard.
+  assert.match(String(ofLink("repair-failed")[0].error), /failed \(exit 1\): ERROR: .*TUN device/);
+  assert.doesNotMatch(String(ofLink("repair-failed")[0].error), /│/);
+  const [first, second] = ofLink("repair-failed").map((l) => Number(l.retryInSeconds));
+  assert.ok(second > first, `backoff grows: ${first} s, then ${second} s`);
+  const s = status();
+  assert.equal(s.agent.state, "failing");
+  assert.ok(s.agent.failures >= 2, JSON.stringify(s.agent));
+  assert.equal(s.killSwitchArmed, true);
+  assert.equal(spawnSync("ip", ["netns", "exec", NS, "ip", "link", "show", IF]).status, 1);
+  await stop(agent);
+  assert.equal(cli(["gateway", "down", "--purge"]).status, 0);
+});
