@@ -3,7 +3,7 @@ import { basename } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { OperationError } from "../util/errors.js";
 import { log } from "../util/log.js";
-import { run } from "../util/run.js";
+import { CommandError, run } from "../util/run.js";
 
 /**
  * Kernel WireGuard or wireguard-go behind one interface. wireguard-go keeps its control socket in
@@ -31,14 +31,9 @@ export async function createLink(
     throw new OperationError("wireguard-go needs /dev/net/tun, which is missing");
   // wireguard-go creates the TUN device and its socket, then daemonizes: when it returns, both exist.
   const r = await run("wireguard-go", [ifname], { allowFail: true });
-  if (r.code !== 0) {
-    // Its stderr is a framed notice about kernel WireGuard; why it failed is logged on stdout.
-    const why = `${r.stdout}\n${r.stderr}`
-      .split("\n")
-      .filter((l) => l.trim() && !/^[┌│└]/.test(l))
-      .join(" | ");
-    throw new OperationError(`wireguard-go ${ifname} failed (exit ${r.code}): ${why || "no message"}`);
-  }
+  // Its stderr is a framed notice about kernel WireGuard; why it failed is logged on stdout.
+  if (r.code !== 0)
+    throw new CommandError(`wireguard-go ${ifname}`, { ...r, stderr: r.stdout.trim() ? "" : r.stderr });
   return "userspace";
 }
 
