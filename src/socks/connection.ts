@@ -84,12 +84,10 @@ function guarded<A extends unknown[]>(handle: (c: Connection, socket: Tagged, ..
     }
   };
 }
-const onClientTimeout = guarded((c) => c.timedOut());
 const onClientClose = guarded((c) => c.clientClosed());
 const onClientEnd = guarded((c) => c.clientEnded());
 const onUpstreamConnect = guarded((c, up) => c.connected(up));
 const onUpstreamError = guarded((c, up, err: Error) => c.upstreamFailed(up, err));
-const onUpstreamTimeout = guarded((c, up) => c.upstreamFailed(up, timeoutError()));
 const onLegClose = guarded((c) => c.legClosed());
 function ignore(): void {
   // Errors on the client socket are followed by 'close', which does the cleanup.
@@ -113,6 +111,13 @@ export class Connection {
   private via: string | undefined;
   private port = 0;
   private keepaliveOn = false;
+  /**
+   * When the timeout of the current stage passes (performance.now() ms; 0 = none): the handshake's,
+   * the outbound connect's, or, while relaying, the idle timeout, which traffic pushes back (see sweep).
+   */
+  private deadline: number;
+  /** Bytes read from both legs at the last sweep: a change is traffic, which the idle timeout counts from. */
+  private seen = 0;
   /** Its place in the server's set of open connections (see SlotSet). */
   slot = -1;
   readonly started = performance.now();
@@ -142,8 +147,7 @@ export class Connection {
     const client: Tagged = adoptHandle(accepted, server, this);
     this.client = client;
     client[CONN] = this;
-    client.setTimeout(settings.handshakeTimeoutMs);
-    client.on("timeout", onClientTimeout);
+    this.deadline = this.started + settings.handshakeTimeoutMs;
     client.on("end", onClientEnd);
     client.on("error", ignore);
     client.on("close", onClientClose);
@@ -173,11 +177,6 @@ export class Connection {
       // sent ahead of our reply: it belongs to the relay
       this.early = this.early === undefined ? Buffer.from(chunk) : Buffer.concat([this.early, chunk]);
       if (this.early.length >= EARLY_LIMIT) this.client.pause();
-      return;
-    }
-    // The socket timeout only catches silence; this also ends clients that trickle bytes to stay alive.
-    if (performance.now() - this.started > this.settings.handshakeTimeoutMs) {
-      this.drop("handshake_timeout");
       return;
     }
     if (this.stage === S.Done) return; // bytes of a client we are closing
@@ -282,7 +281,7 @@ export class Connection {
     this.stage = S.Connecting;
     this.dest = formatHostPort({ host, port });
     if (used < buf.length) this.early = Buffer.from(buf.subarray(used));
-    this.client.setTimeout(0); // DNS and connect have their own timeouts, and their failures a reply
+    this.deadline = 0; // DNS and connect have their own timeouts, and their failures a reply
   }
 
   /** `host` is a canonical IP literal or a valid name (the parsers checked it with parseHost). */
@@ -363,10 +362,9 @@ export class Connection {
     up[CONN] = this;
     this.upstream = up;
     this.open++;
-    up.setTimeout(this.settings.connectTimeoutMs);
+    this.deadline = performance.now() + this.settings.connectTimeoutMs;
     up.on("connect", onUpstreamConnect);
     up.on("error", onUpstreamError);
-    up.on("timeout", onUpstreamTimeout);
     up.on("close", onLegClose);
   }
 
@@ -377,18 +375,54 @@ export class Connection {
     }
     this.stage = S.Relaying;
     this.reply = REP.succeeded;
-    up.setTimeout(0);
-    up.removeListener("timeout", onUpstreamTimeout);
     const client = this.client;
     client.write(
       this.protocol === "http"
         ? httpResponse(200)
         : serializeReply(REP.succeeded, up.localAddress ?? "0.0.0.0", up.localPort ?? 0),
     );
-    this.handshakeSeconds = (performance.now() - this.started) / 1000;
-    client.setTimeout(this.settings.idleTimeoutMs);
+    this.relaying();
     relay(client, up, this.early, this);
     this.early = undefined;
+  }
+
+  /** The handshake is over (the success reply is on its way): from now on only the idle timeout applies. */
+  private relaying(): void {
+    const now = performance.now();
+    this.handshakeSeconds = (now - this.started) / 1000;
+    const idle = this.settings.idleTimeoutMs;
+    this.deadline = idle > 0 ? now + idle : 0;
+  }
+
+  /**
+   * Called by the server's sweep (several times per timeout, see sweepInterval) instead of a timer per
+   * socket: Node's socket timeouts cost a timer object and a timer-list update on every read and write.
+   * The handshake and connect deadlines are fixed (a client trickling bytes gains nothing); the idle one
+   * moves on whenever bytes were read from either leg since the last sweep (a write is always the
+   * other leg's read).
+   */
+  sweep(now: number): void {
+    if (this.deadline === 0) return;
+    try {
+      this.expire(now);
+    } catch (err) {
+      this.crashed(err);
+    }
+  }
+
+  private expire(now: number): void {
+    if (this.stage === S.Relaying) {
+      const read = this.client.bytesRead + (this.upstream?.bytesRead ?? 0);
+      if (read !== this.seen) {
+        this.seen = read;
+        this.deadline = now + this.settings.idleTimeoutMs;
+        return;
+      }
+    }
+    if (now < this.deadline) return;
+    if (this.stage === S.Connecting && this.upstream !== undefined)
+      this.upstreamFailed(this.upstream, timeoutError());
+    else this.timedOut();
   }
 
   /**
@@ -433,8 +467,7 @@ export class Connection {
     this.dest = "udp-associate";
     const { host, port: boundPort } = udp.address;
     this.client.write(serializeReply(REP.succeeded, host, boundPort));
-    this.handshakeSeconds = (performance.now() - this.started) / 1000;
-    this.client.setTimeout(this.settings.idleTimeoutMs);
+    this.relaying();
     // The control connection carries nothing more (stray bytes are read and ignored); its EOF ends the association.
     this.client.resume();
     // An EOF read while the association was being set up came before it existed: act on it now.
@@ -488,7 +521,7 @@ export class Connection {
     this.upstream?.destroy();
     this.client.end();
     this.client.resume();
-    this.client.setTimeout(this.settings.handshakeTimeoutMs);
+    this.deadline = performance.now() + this.settings.handshakeTimeoutMs;
     return -1;
   }
 
@@ -501,7 +534,7 @@ export class Connection {
     return -1;
   }
 
-  timedOut(): void {
+  private timedOut(): void {
     this.outcome ??= this.stage === S.Relaying ? "idle_timeout" : "handshake_timeout";
     this.stage = S.Done;
     this.client.destroy();

@@ -28,11 +28,18 @@ const peer: { address?: string; port?: number } = {};
 /** Refusals and internal errors are logged at most once per this interval (with a count), so a flood cannot flood the log. */
 const LOG_INTERVAL_MS = 5000;
 
-/** The keepalive sweep (Connection.enableKeepalive) runs at least this often, and 4 times per keepalive idle time. */
-const KEEPALIVE_SWEEP_MS = 15_000;
+/**
+ * The sweep (timeouts, keepalive, drain deadlines) runs at least this often, and 4 times per the
+ * shortest of the timeouts and the keepalive idle time: each fires at most a quarter late.
+ */
+const SWEEP_MAX_MS = 1000;
 
-/** How often connections on an exit whose drain deadline has passed (exits[].drain.deadline) are looked for. */
-const EXIT_DRAIN_SWEEP_MS = 1000;
+function sweepInterval(s: ProxySettings): number {
+  const spans = [s.handshakeTimeoutMs, s.connectTimeoutMs, s.idleTimeoutMs, s.keepaliveMs].filter(
+    (ms) => ms > 0,
+  );
+  return Math.max(10, Math.min(SWEEP_MAX_MS, ...spans.map((ms) => ms / 4)));
+}
 
 /** How long the lines of connections ended at the drain deadline may take to be written. */
 const DRAIN_LOG_WAIT_MS = 2000;
@@ -116,8 +123,7 @@ export class ProxyServer implements ConnectionHost {
   /** The open-file limit (Node raised the soft one to the hard one at start). */
   private readonly fdLimit = readFdLimit()?.soft ?? Number.POSITIVE_INFINITY;
   private draining = false;
-  private keepaliveSweep: NodeJS.Timeout | undefined;
-  private exitDrainSweep: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
   private endDrainNow: (() => void) | undefined;
   private ownStarted = false;
   /** The per-connection line: batched writes, and no redaction (fixed fields, never a credential). */
@@ -165,7 +171,7 @@ export class ProxyServer implements ConnectionHost {
   set settings(next: ProxySettings) {
     this.current = next;
     setRelayBufferBudget(next.relayBufferBytes);
-    if (this.keepaliveSweep) this.sweepKeepalive();
+    if (this.sweepTimer) this.startSweep();
     // The connection logger is a logger of its own (batched writes), not a child of `log`: it does not
     // follow the level a reload set on `log` (config log.level) unless told.
     this.connectionLog.follow(this.log);
@@ -192,14 +198,20 @@ export class ProxyServer implements ConnectionHost {
     }
   }
 
-  /** (Re)starts the sweep that switches keepalive on for relayed connections' outbound legs. */
-  private sweepKeepalive(): void {
-    clearInterval(this.keepaliveSweep);
-    const ka = this.current.keepaliveMs;
-    const every = ka > 0 ? Math.min(KEEPALIVE_SWEEP_MS, ka / 4) : KEEPALIVE_SWEEP_MS;
-    this.keepaliveSweep = setInterval(() => {
-      for (const c of this.connections) c.enableKeepalive();
-    }, every).unref();
+  /**
+   * (Re)starts the one periodic sweep over the open connections: their timeouts (Connection.sweep),
+   * keepalive on relayed connections' outbound legs, and the exits whose drain deadline has passed.
+   */
+  private startSweep(): void {
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = setInterval(() => {
+      const now = performance.now();
+      for (const c of this.connections) {
+        c.sweep(now);
+        c.enableKeepalive();
+      }
+      this.closeDrainedExits();
+    }, sweepInterval(this.current)).unref();
   }
 
   /**
@@ -232,8 +244,7 @@ export class ProxyServer implements ConnectionHost {
       await ownAddresses.start();
       this.ownStarted = true;
     }
-    if (!this.keepaliveSweep) this.sweepKeepalive();
-    this.exitDrainSweep ??= setInterval(() => this.closeDrainedExits(), EXIT_DRAIN_SWEEP_MS).unref();
+    if (!this.sweepTimer) this.startSweep();
     const bound: HostPort[] = [];
     for (const at of addresses) {
       // Paused: the connection takes the accepted socket's handle over before anything is read.
@@ -395,10 +406,8 @@ export class ProxyServer implements ConnectionHost {
     const deadline = Date.now() + DRAIN_LOG_WAIT_MS;
     while (this.connections.size > 0 && Date.now() < deadline) await sleep(10);
     for (const c of [...this.connections]) this.connectionDone(c);
-    clearInterval(this.keepaliveSweep);
-    this.keepaliveSweep = undefined;
-    clearInterval(this.exitDrainSweep);
-    this.exitDrainSweep = undefined;
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
     if (this.ownStarted) ownAddresses.stop();
     this.ownStarted = false;
     this.connectionLog.flush();
