@@ -1,19 +1,21 @@
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
 import type { Egress } from "../policy/egress.js";
 import { relayBufferBytes } from "../socks/relay.js";
+import { BucketHistogram, DeferredCounter } from "./hot-path.js";
 
 /** The proxy's Prometheus metrics, in their own registry (served by metrics/http.ts). */
 export interface ProxyMetrics {
   registry: Registry;
   active: Gauge<string>;
-  connections: Counter<"result" | "reply">;
-  bytes: Counter<"direction">;
-  handshakeSeconds: Histogram<string>;
-  dnsSeconds: Histogram<"exit" | "outcome">;
+  /** Updated per connection: see hot-path.ts. */
+  connections: DeferredCounter<"result" | "reply">;
+  bytes: DeferredCounter<"direction">;
+  handshakeSeconds: BucketHistogram;
+  dnsSeconds: BucketHistogram<"exit" | "outcome">;
   refused: Counter<"reason">;
   relayBuffers: Gauge<string>;
-  exitConnections: Counter<"exit" | "result">;
-  exitBytes: Counter<"exit" | "direction">;
+  exitConnections: DeferredCounter<"exit" | "result">;
+  exitBytes: DeferredCounter<"exit" | "direction">;
   exitOpen: Gauge<"exit">;
   exitDraining: Gauge<"exit" | "to">;
   exitDrainDeadline: Gauge<"exit">;
@@ -28,6 +30,46 @@ export interface ProxyMetrics {
 export function createProxyMetrics(): ProxyMetrics {
   const registry = new Registry();
   const registers = [registry];
+  const connections = new DeferredCounter(["result", "reply"] as const);
+  const bytes = new DeferredCounter(["direction"] as const);
+  const exitConnections = new DeferredCounter(["exit", "result"] as const);
+  const exitBytes = new DeferredCounter(["exit", "direction"] as const);
+  new Counter({
+    name: "wg_egress_proxy_connections_total",
+    help: "Finished client connections by result (ok, refused, failed, malformed, auth_failed, handshake_timeout, drain_deadline, internal_error, ...) and SOCKS reply code name.",
+    labelNames: ["result", "reply"],
+    registers,
+    collect() {
+      connections.flushInto(this);
+    },
+  });
+  new Counter({
+    name: "wg_egress_proxy_bytes_total",
+    help: "Bytes relayed: up = client to destination, down = destination to client.",
+    labelNames: ["direction"],
+    registers,
+    collect() {
+      bytes.flushInto(this);
+    },
+  });
+  new Counter({
+    name: "wg_egress_proxy_exit_connections_total",
+    help: "Finished connections by the exit they were sent to (exits:; the one exit is 'default') and result; exit 'none' with result no_exit: no healthy pool member.",
+    labelNames: ["exit", "result"],
+    registers,
+    collect() {
+      exitConnections.flushInto(this);
+    },
+  });
+  new Counter({
+    name: "wg_egress_proxy_exit_bytes_total",
+    help: "Bytes relayed by exit: up = client to destination, down = destination to client.",
+    labelNames: ["exit", "direction"],
+    registers,
+    collect() {
+      exitBytes.flushInto(this);
+    },
+  });
   const metrics: ProxyMetrics = {
     registry,
     active: new Gauge({
@@ -38,31 +80,21 @@ export function createProxyMetrics(): ProxyMetrics {
         this.set(metrics.openConnections());
       },
     }),
-    connections: new Counter({
-      name: "wg_egress_proxy_connections_total",
-      help: "Finished client connections by result (ok, refused, failed, malformed, auth_failed, handshake_timeout, drain_deadline, internal_error, ...) and SOCKS reply code name.",
-      labelNames: ["result", "reply"],
-      registers,
-    }),
-    bytes: new Counter({
-      name: "wg_egress_proxy_bytes_total",
-      help: "Bytes relayed: up = client to destination, down = destination to client.",
-      labelNames: ["direction"],
-      registers,
-    }),
-    handshakeSeconds: new Histogram({
-      name: "wg_egress_proxy_handshake_seconds",
-      help: "From accepting a client to sending the success reply (includes DNS and the outbound connect).",
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
-    }),
-    dnsSeconds: new Histogram({
-      name: "wg_egress_proxy_dns_seconds",
-      help: "Destination name resolution time, by the exit that resolved it and outcome (ok or the error code).",
-      labelNames: ["exit", "outcome"],
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      registers,
-    }),
+    connections,
+    bytes,
+    handshakeSeconds: new BucketHistogram(
+      "wg_egress_proxy_handshake_seconds",
+      "From accepting a client to sending the success reply (includes DNS and the outbound connect).",
+      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registry,
+    ),
+    dnsSeconds: new BucketHistogram(
+      "wg_egress_proxy_dns_seconds",
+      "Destination name resolution time, by the exit that resolved it and outcome (ok or the error code).",
+      [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registry,
+      ["exit", "outcome"],
+    ),
     refused: new Counter({
       name: "wg_egress_proxy_clients_refused_total",
       help: "Clients dropped on accept: not in the client allow-list (client_not_allowed), over a connection limit (max_connections, max_per_client), or out of file descriptors (fd_limit).",
@@ -77,18 +109,8 @@ export function createProxyMetrics(): ProxyMetrics {
         this.set(relayBufferBytes());
       },
     }),
-    exitConnections: new Counter({
-      name: "wg_egress_proxy_exit_connections_total",
-      help: "Finished connections by the exit they were sent to (exits:; the one exit is 'default') and result; exit 'none' with result no_exit: no healthy pool member.",
-      labelNames: ["exit", "result"],
-      registers,
-    }),
-    exitBytes: new Counter({
-      name: "wg_egress_proxy_exit_bytes_total",
-      help: "Bytes relayed by exit: up = client to destination, down = destination to client.",
-      labelNames: ["exit", "direction"],
-      registers,
-    }),
+    exitConnections,
+    exitBytes,
     exitOpen: new Gauge({
       name: "wg_egress_proxy_exit_open_connections",
       help: "Connections relaying now, by exit.",

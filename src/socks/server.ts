@@ -1,6 +1,7 @@
 import { createServer, type Server } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { getSystemErrorName } from "node:util";
+import type { HistogramSeries } from "../metrics/hot-path.js";
 import type { ProxyMetrics } from "../metrics/proxy-metrics.js";
 import { canonicalIp } from "../policy/addresses.js";
 import { ownAddresses } from "../policy/own-addresses.js";
@@ -128,10 +129,7 @@ export class ProxyServer implements ConnectionHost {
   private ownStarted = false;
   /** The per-connection line: batched writes, and no redaction (fixed fields, never a credential). */
   private readonly connectionLog: LineLogger;
-  /** Counter children by "result|reply", so closing a connection does not re-hash its labels. */
-  private readonly resultCounters = new Map<string, { inc(): void }>();
-  private readonly bytesUp: { inc(n: number): void };
-  private readonly bytesDown: { inc(n: number): void };
+  private readonly handshakes: HistogramSeries;
 
   /** True once every listening socket carries the options accepted sockets inherit (see inheritOptions). */
   private inherits = false;
@@ -144,8 +142,7 @@ export class ProxyServer implements ConnectionHost {
   ) {
     this.current = settings;
     this.connectionLog = new LineLogger(log, "connection closed");
-    this.bytesUp = metrics.bytes.labels({ direction: "up" });
-    this.bytesDown = metrics.bytes.labels({ direction: "down" });
+    this.handshakes = metrics.handshakeSeconds.series();
     setRelayBufferBudget(settings.relayBufferBytes);
     metrics.openConnections = () => this.connections.size;
     metrics.egress = () => this.current.egress;
@@ -348,7 +345,7 @@ export class ProxyServer implements ConnectionHost {
   }
 
   observeDns(seconds: number, outcome: string, exit: string | undefined): void {
-    this.metrics.dnsSeconds.observe({ exit: exit ?? "none", outcome }, seconds);
+    this.metrics.dnsSeconds.series(exit ?? "none", outcome).observe(seconds);
   }
 
   connectionDone(conn: Connection): void {
@@ -359,23 +356,17 @@ export class ProxyServer implements ConnectionHost {
     const m = this.metrics;
     const result = resultOf(conn);
     const reply = conn.reply >= 0 ? replyName(conn.reply) : "none";
-    const key = `${result}|${reply}`;
-    let counter = this.resultCounters.get(key);
-    if (!counter) {
-      counter = m.connections.labels({ result, reply });
-      this.resultCounters.set(key, counter);
-    }
-    counter.inc();
+    m.connections.add(1, result, reply);
     const up = conn.bytesUp;
     const down = conn.bytesDown;
-    if (up > 0) this.bytesUp.inc(up);
-    if (down > 0) this.bytesDown.inc(down);
-    if (conn.handshakeSeconds >= 0) m.handshakeSeconds.observe(conn.handshakeSeconds);
+    if (up > 0) m.bytes.add(up, "up");
+    if (down > 0) m.bytes.add(down, "down");
+    if (conn.handshakeSeconds >= 0) this.handshakes.observe(conn.handshakeSeconds);
     if (conn.exit !== undefined || result === "no_exit") {
       const exit = conn.exit ?? "none";
-      m.exitConnections.inc({ exit, result });
-      if (up > 0) m.exitBytes.inc({ exit, direction: "up" }, up);
-      if (down > 0) m.exitBytes.inc({ exit, direction: "down" }, down);
+      m.exitConnections.add(1, exit, result);
+      if (up > 0) m.exitBytes.add(up, exit, "up");
+      if (down > 0) m.exitBytes.add(down, exit, "down");
     }
     if (this.connectionLog.enabled) this.connectionLog.info(connectionFields(conn, result, up, down));
   }

@@ -1,0 +1,142 @@
+import type { Counter, LabelValues, Metric, MetricValueWithName, Registry } from "prom-client";
+
+/**
+ * Metrics updated once or more per proxied connection, kept in plain numbers. prom-client builds a
+ * hash string from the labels and checks them on every inc and observe, and its histogram keys its
+ * buckets by the bound's decimal text: per connection that was 15k of the proxy's 229k instructions
+ * (callgrind, steady state). Both stay exact at every scrape.
+ */
+
+/** The label values of a series, joined (none of ours holds a NUL). */
+function seriesKey(a: string, b: string): string {
+  return b === "" ? a : `${a}\u0000${b}`;
+}
+
+/**
+ * Increments of a counter with one or two labels, added to the prom-client counter when it is
+ * collected (call flushInto from its `collect`).
+ */
+export class DeferredCounter<L extends string> {
+  private readonly pending = new Map<string, { labels: LabelValues<L>; n: number }>();
+
+  constructor(private readonly labelNames: readonly [L] | readonly [L, L]) {}
+
+  /** Adds `n` to the series of label values `a` (and `b`, for a second label). */
+  add(n: number, a: string, b = ""): void {
+    const key = seriesKey(a, b);
+    let p = this.pending.get(key);
+    if (p === undefined) {
+      const [first, second] = this.labelNames;
+      const labels = { [first]: a } as LabelValues<L>;
+      if (second !== undefined) labels[second] = b;
+      p = { labels, n: 0 };
+      this.pending.set(key, p);
+    }
+    p.n += n;
+  }
+
+  /** Adds what was counted since the last scrape to `counter`. */
+  flushInto(counter: Counter<L>): void {
+    for (const p of this.pending.values()) {
+      if (p.n === 0) continue;
+      counter.inc(p.labels, p.n);
+      p.n = 0;
+    }
+  }
+}
+
+/** A metric as prom-client's registry reads it (its own typing has `type` as a number). */
+interface Exposition {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: string;
+  values: MetricValueWithName<string>[];
+}
+
+/** One series of a BucketHistogram: keep it, and observe on it. */
+export class HistogramSeries {
+  /** Observations per bucket (the last one: above every bound); not cumulative. */
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+
+  constructor(
+    readonly labels: Record<string, string>,
+    private readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  observe(value: number): void {
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && value > b[i]!) i++;
+    this.counts[i]!++;
+    this.sum += value;
+    this.count++;
+  }
+}
+
+/**
+ * A Prometheus histogram in prom-client's registry (same exposition as its Histogram), whose
+ * observations cost a bucket search and three additions.
+ */
+export class BucketHistogram<L extends string = never> {
+  readonly type = "histogram";
+  readonly aggregator = "sum";
+  private readonly all = new Map<string, HistogramSeries>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly bounds: readonly number[],
+    registry: Registry,
+    private readonly labelNames: readonly [] | readonly [L, L] = [],
+  ) {
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  /** The series of these label values (none for a histogram without labels). */
+  series(a = "", b = ""): HistogramSeries {
+    const key = seriesKey(a, b);
+    let s = this.all.get(key);
+    if (s === undefined) {
+      const [first, second] = this.labelNames;
+      const labels: Record<string, string> = {};
+      if (first !== undefined && second !== undefined) {
+        labels[first] = a;
+        labels[second] = b;
+      }
+      s = new HistogramSeries(labels, this.bounds);
+      this.all.set(key, s);
+    }
+    return s;
+  }
+
+  /** What the registry prints: per series its cumulative buckets, then _sum and _count. */
+  async get(): Promise<Exposition> {
+    const values: MetricValueWithName<string>[] = [];
+    for (const s of this.all.values()) {
+      let below = 0;
+      for (let i = 0; i <= this.bounds.length; i++) {
+        below += s.counts[i]!;
+        const le = i < this.bounds.length ? this.bounds[i]! : "+Inf";
+        values.push({ metricName: `${this.name}_bucket`, labels: { le, ...s.labels }, value: below });
+      }
+      values.push({ metricName: `${this.name}_sum`, labels: s.labels, value: s.sum });
+      values.push({ metricName: `${this.name}_count`, labels: s.labels, value: s.count });
+    }
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values,
+    };
+  }
+
+  reset(): void {
+    this.all.clear();
+  }
+}
