@@ -16,7 +16,7 @@ import {
   serializeMethodChoice,
   serializeReply,
 } from "./protocol.js";
-import { type AcceptedHandle, adoptHandle, connectLeg, type Leg, relay } from "./relay.js";
+import { type AcceptedHandle, adoptHandle, boundAddress, connectLeg, type Leg, relay } from "./relay.js";
 import { httpStatusForReply, replyForError, replyText } from "./replies.js";
 import { type ProxySettings, resolveDestination } from "./settings.js";
 import { UdpAssociation } from "./udp.js";
@@ -376,11 +376,11 @@ export class Connection {
     this.stage = S.Relaying;
     this.reply = REP.succeeded;
     const client = this.client;
-    client.write(
-      this.protocol === "http"
-        ? httpResponse(200)
-        : serializeReply(REP.succeeded, up.localAddress ?? "0.0.0.0", up.localPort ?? 0),
-    );
+    if (this.protocol === "http") client.write(httpResponse(200));
+    else {
+      const bound = boundAddress(up);
+      client.write(serializeReply(REP.succeeded, bound?.address ?? "0.0.0.0", bound?.port ?? 0));
+    }
     this.relaying();
     relay(client, up, this.early, this);
     this.early = undefined;

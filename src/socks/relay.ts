@@ -266,6 +266,20 @@ export function detachAccepted(accepted: Socket): AcceptedHandle {
   return handle;
 }
 
+/** Filled by getsockname (one object, reused: see boundAddress). */
+const sockname = { address: "", family: "", port: 0 };
+
+/**
+ * The local address and port of a connected leg, for the success reply. Straight from the handle into
+ * one reused object: Node's localAddress fills a fresh object for every socket, and filling an object
+ * from C++ costs more when it has no properties yet.
+ */
+export function boundAddress(leg: Leg): { address: string; port: number } | undefined {
+  const handle = (leg as unknown as { _handle: { getsockname(out: typeof sockname): number } | null })
+    ._handle;
+  return handle?.getsockname(sockname) === 0 ? sockname : undefined;
+}
+
 /** An outbound connection whose reads go through the relay from the start. */
 export function connectLeg(options: NetConnectOpts, consumer: ReadConsumer | undefined): Leg {
   // Called from within a read callback (the client's request), after it chose its next buffer: the
