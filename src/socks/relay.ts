@@ -292,7 +292,11 @@ export function connectLeg(options: NetConnectOpts, consumer: ReadConsumer | und
 }
 
 function onEnd(this: Leg): void {
-  this[LEG].peer!.end();
+  const peer = this[LEG].peer!;
+  // The peer already sent its EOF and has nothing left to write: a close sends our FIN just as a
+  // shutdown would, and saves the shutdown, a loop turn and Node's end-of-stream machinery.
+  if (peer.readableEnded && peer.writableLength === 0) peer.destroy();
+  else peer.end();
 }
 
 function release(leg: LegState): void {
