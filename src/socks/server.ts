@@ -1,4 +1,5 @@
 import { createServer, type Server } from "node:net";
+import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { getSystemErrorName } from "node:util";
 import type { HistogramSeries } from "../metrics/hot-path.js";

@@ -266,3 +266,25 @@ test("--idle-timeout closes an idle relayed connection; none by default", async 
   assert.equal(String(await c.read(5)), "awake");
   c.close();
 });
+
+test("--idle-timeout counts from the last byte relayed: traffic keeps the connection, silence then closes it", async () => {
+  const idle = await startProxy([...LOOPBACK_ALLOW, "--idle-timeout", "1"]);
+  try {
+    const { rep, c } = await socksConnect(idle.port, ipv4Request(echo.port));
+    assert.equal(rep, 0);
+    // 2.4 s of traffic, more than twice the timeout, one byte every 200 ms (the echo sends it back)
+    let last = 0;
+    for (let i = 0; i < 12; i++) {
+      await sleep(200);
+      c.send(Buffer.from("x"));
+      assert.equal(String(await c.read(1)), "x", `byte ${i} relayed both ways`);
+      last = Date.now();
+    }
+    await c.untilClosed(6000);
+    const after = Date.now() - last;
+    assert.ok(after >= 950, `closed ${after} ms after the last byte, before the 1 s timeout`);
+    assert.equal((await idle.waitLog((l) => l.msg === "connection closed")).result, "idle_timeout");
+  } finally {
+    await idle.stop();
+  }
+});
