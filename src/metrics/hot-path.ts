@@ -95,6 +95,7 @@ export class BucketHistogram<L extends string = never> {
     private readonly labelNames: readonly [] | readonly [L, L] = [],
   ) {
     registry.registerMetric(this as unknown as Metric);
+    if (labelNames.length === 0) this.series(); // zeros from the start, as prom-client's
   }
 
   /** The series of these label values (none for a histogram without labels). */
