@@ -1,4 +1,4 @@
-import type { Counter, LabelValues, Metric, MetricValueWithName, Registry } from "prom-client";
+import { Counter, type LabelValues, type Metric, type MetricValueWithName, type Registry } from "prom-client";
 
 /**
  * Metrics updated once or more per proxied connection, kept in plain numbers. prom-client builds a
@@ -52,6 +52,26 @@ interface Exposition {
   type: string;
   aggregator: string;
   values: MetricValueWithName<string>[];
+}
+
+/**
+ * A counter (registered in `registers`, printed as prom-client prints it) that is counted through the
+ * DeferredCounter returned.
+ */
+export function deferredCounter<L extends string>(config: {
+  name: string;
+  help: string;
+  labelNames: readonly [L] | readonly [L, L];
+  registers: Registry[];
+}): DeferredCounter<L> {
+  const pending = new DeferredCounter(config.labelNames);
+  new Counter({
+    ...config,
+    collect() {
+      pending.flushInto(this);
+    },
+  });
+  return pending;
 }
 
 /** One series of a BucketHistogram: keep it, and observe on it. */
@@ -137,7 +157,12 @@ export class BucketHistogram<L extends string = never> {
     };
   }
 
+  /** Zeroes every series (callers keep their series: see series()). */
   reset(): void {
-    this.all.clear();
+    for (const s of this.all.values()) {
+      s.counts.fill(0);
+      s.sum = 0;
+      s.count = 0;
+    }
   }
 }

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Registry } from "prom-client";
 import type { Egress } from "../policy/egress.js";
 import { relayBufferBytes } from "../socks/relay.js";
-import { BucketHistogram, DeferredCounter } from "./hot-path.js";
+import { BucketHistogram, type DeferredCounter, deferredCounter } from "./hot-path.js";
 
 /** The proxy's Prometheus metrics, in their own registry (served by metrics/http.ts). */
 export interface ProxyMetrics {
@@ -30,46 +30,6 @@ export interface ProxyMetrics {
 export function createProxyMetrics(): ProxyMetrics {
   const registry = new Registry();
   const registers = [registry];
-  const connections = new DeferredCounter(["result", "reply"] as const);
-  const bytes = new DeferredCounter(["direction"] as const);
-  const exitConnections = new DeferredCounter(["exit", "result"] as const);
-  const exitBytes = new DeferredCounter(["exit", "direction"] as const);
-  new Counter({
-    name: "wg_egress_proxy_connections_total",
-    help: "Finished client connections by result (ok, refused, failed, malformed, auth_failed, handshake_timeout, drain_deadline, internal_error, ...) and SOCKS reply code name.",
-    labelNames: ["result", "reply"],
-    registers,
-    collect() {
-      connections.flushInto(this);
-    },
-  });
-  new Counter({
-    name: "wg_egress_proxy_bytes_total",
-    help: "Bytes relayed: up = client to destination, down = destination to client.",
-    labelNames: ["direction"],
-    registers,
-    collect() {
-      bytes.flushInto(this);
-    },
-  });
-  new Counter({
-    name: "wg_egress_proxy_exit_connections_total",
-    help: "Finished connections by the exit they were sent to (exits:; the one exit is 'default') and result; exit 'none' with result no_exit: no healthy pool member.",
-    labelNames: ["exit", "result"],
-    registers,
-    collect() {
-      exitConnections.flushInto(this);
-    },
-  });
-  new Counter({
-    name: "wg_egress_proxy_exit_bytes_total",
-    help: "Bytes relayed by exit: up = client to destination, down = destination to client.",
-    labelNames: ["exit", "direction"],
-    registers,
-    collect() {
-      exitBytes.flushInto(this);
-    },
-  });
   const metrics: ProxyMetrics = {
     registry,
     active: new Gauge({
@@ -80,8 +40,18 @@ export function createProxyMetrics(): ProxyMetrics {
         this.set(metrics.openConnections());
       },
     }),
-    connections,
-    bytes,
+    connections: deferredCounter({
+      name: "wg_egress_proxy_connections_total",
+      help: "Finished client connections by result (ok, refused, failed, malformed, auth_failed, handshake_timeout, drain_deadline, internal_error, ...) and SOCKS reply code name.",
+      labelNames: ["result", "reply"],
+      registers,
+    }),
+    bytes: deferredCounter({
+      name: "wg_egress_proxy_bytes_total",
+      help: "Bytes relayed: up = client to destination, down = destination to client.",
+      labelNames: ["direction"],
+      registers,
+    }),
     handshakeSeconds: new BucketHistogram(
       "wg_egress_proxy_handshake_seconds",
       "From accepting a client to sending the success reply (includes DNS and the outbound connect).",
@@ -109,8 +79,18 @@ export function createProxyMetrics(): ProxyMetrics {
         this.set(relayBufferBytes());
       },
     }),
-    exitConnections,
-    exitBytes,
+    exitConnections: deferredCounter({
+      name: "wg_egress_proxy_exit_connections_total",
+      help: "Finished connections by the exit they were sent to (exits:; the one exit is 'default') and result; exit 'none' with result no_exit: no healthy pool member.",
+      labelNames: ["exit", "result"],
+      registers,
+    }),
+    exitBytes: deferredCounter({
+      name: "wg_egress_proxy_exit_bytes_total",
+      help: "Bytes relayed by exit: up = client to destination, down = destination to client.",
+      labelNames: ["exit", "direction"],
+      registers,
+    }),
     exitOpen: new Gauge({
       name: "wg_egress_proxy_exit_open_connections",
       help: "Connections relaying now, by exit.",

@@ -16,7 +16,15 @@ import {
   serializeMethodChoice,
   serializeReply,
 } from "./protocol.js";
-import { type AcceptedHandle, adoptHandle, boundAddress, connectLeg, type Leg, relay } from "./relay.js";
+import {
+  type AcceptedHandle,
+  adoptHandle,
+  boundAddress,
+  connectLeg,
+  type Leg,
+  queuedBytes,
+  relay,
+} from "./relay.js";
 import { httpStatusForReply, replyForError, replyText } from "./replies.js";
 import { type ProxySettings, resolveDestination } from "./settings.js";
 import { UdpAssociation } from "./udp.js";
@@ -116,8 +124,12 @@ export class Connection {
    * the outbound connect's, or, while relaying, the idle timeout, which traffic pushes back (see sweep).
    */
   private deadline: number;
-  /** Bytes read from both legs at the last sweep: a change is traffic, which the idle timeout counts from. */
+  /**
+   * Bytes read from both legs, and bytes still queued for writing on both, at the last sweep: a change
+   * in either is traffic, which the idle timeout counts from.
+   */
   private seen = 0;
+  private queued = 0;
   /** Its place in the server's set of open connections (see SlotSet). */
   slot = -1;
   readonly started = performance.now();
@@ -399,12 +411,12 @@ export class Connection {
    * socket: Node's socket timeouts cost a timer object and a timer-list update on every read and write.
    * The handshake and connect deadlines are fixed (a client trickling bytes gains nothing); the idle one
    * moves on whenever bytes were read from either leg since the last sweep (a write is always the
-   * other leg's read).
+   * other leg's read), or a pending write moved on: a slow reader draining one large write is traffic.
    */
   sweep(now: number): void {
-    if (this.deadline === 0) return;
     try {
-      this.expire(now);
+      if (this.deadline !== 0) this.expire(now);
+      this.enableKeepalive();
     } catch (err) {
       this.crashed(err);
     }
@@ -413,8 +425,10 @@ export class Connection {
   private expire(now: number): void {
     if (this.stage === S.Relaying) {
       const read = this.client.bytesRead + (this.upstream?.bytesRead ?? 0);
-      if (read !== this.seen) {
+      const queued = queuedBytes(this.client) + queuedBytes(this.upstream);
+      if (read !== this.seen || queued !== this.queued) {
         this.seen = read;
+        this.queued = queued;
         this.deadline = now + this.settings.idleTimeoutMs;
         return;
       }
@@ -431,7 +445,7 @@ export class Connection {
    * connections never need. The sweep comes well within the keepalive idle time, and the kernel
    * counts that time from the last traffic, so the first probe goes out when it would have anyway.
    */
-  enableKeepalive(): void {
+  private enableKeepalive(): void {
     const ms = this.settings.keepaliveMs;
     if (this.keepaliveOn || ms === 0 || this.stage !== S.Relaying || this.upstream === undefined) return;
     this.keepaliveOn = true;

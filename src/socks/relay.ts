@@ -280,6 +280,17 @@ export function boundAddress(leg: Leg): { address: string; port: number } | unde
   return handle?.getsockname(sockname) === 0 ? sockname : undefined;
 }
 
+/**
+ * Bytes handed to the kernel's socket but not yet written, as libuv counts them: unlike Node's
+ * writableLength, it falls while a large write drains in parts.
+ */
+export function queuedBytes(leg: Leg | undefined): number {
+  return (
+    (leg as unknown as { _handle?: { writeQueueSize?: number } | null } | undefined)?._handle
+      ?.writeQueueSize ?? 0
+  );
+}
+
 /** An outbound connection whose reads go through the relay from the start. */
 export function connectLeg(options: NetConnectOpts, consumer: ReadConsumer | undefined): Leg {
   // Called from within a read callback (the client's request), after it chose its next buffer: the

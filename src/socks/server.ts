@@ -32,7 +32,8 @@ const LOG_INTERVAL_MS = 5000;
 
 /**
  * The sweep (timeouts, keepalive, drain deadlines) runs at least this often, and 4 times per the
- * shortest of the timeouts and the keepalive idle time: each fires at most a quarter late.
+ * shortest of the timeouts and the keepalive idle time: a timeout fires at most one interval late
+ * (the idle timeout two: its deadline moves at the sweep that saw the last traffic).
  */
 const SWEEP_MAX_MS = 1000;
 
@@ -126,6 +127,7 @@ export class ProxyServer implements ConnectionHost {
   private readonly fdLimit = readFdLimit()?.soft ?? Number.POSITIVE_INFINITY;
   private draining = false;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepEvery = 0;
   private endDrainNow: (() => void) | undefined;
   private ownStarted = false;
   /** The per-connection line: batched writes, and no redaction (fixed fields, never a credential). */
@@ -201,15 +203,20 @@ export class ProxyServer implements ConnectionHost {
    * keepalive on relayed connections' outbound legs, and the exits whose drain deadline has passed.
    */
   private startSweep(): void {
+    const every = sweepInterval(this.current);
+    // Restarted only when the interval changes: reloads in quick succession must not keep postponing it.
+    if (this.sweepTimer !== undefined && every === this.sweepEvery) return;
     clearInterval(this.sweepTimer);
+    this.sweepEvery = every;
     this.sweepTimer = setInterval(() => {
       const now = performance.now();
-      for (const c of this.connections) {
-        c.sweep(now);
-        c.enableKeepalive();
+      for (const c of this.connections) c.sweep(now); // each guarded by its connection
+      try {
+        this.closeDrainedExits();
+      } catch (err) {
+        this.errorLog.event((n) => this.log.error({ err, sinceLastLog: n }, "drain deadline sweep failed"));
       }
-      this.closeDrainedExits();
-    }, sweepInterval(this.current)).unref();
+    }, every).unref();
   }
 
   /**

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { createServer, type Socket } from "node:net";
+import { createServer, type Socket, connect as tcpConnect } from "node:net";
 import { after, before, test } from "node:test";
 import { run } from "../../src/util/run.js";
 import { sleep, until } from "../support/poll.js";
@@ -265,6 +265,34 @@ test("--idle-timeout closes an idle relayed connection; none by default", async 
   c.send(Buffer.from("awake"));
   assert.equal(String(await c.read(5)), "awake");
   c.close();
+});
+
+test("--idle-timeout does not cut a download a slow client is still reading (a large write draining counts as traffic)", async () => {
+  const SIZE = 10 * 1024 * 1024;
+  const RATE = 2 * 1024 * 1024; // bytes/s: a 4 MiB write of the relay takes 2 s to drain, twice the timeout
+  const dest = createServer((s) => {
+    s.on("error", () => {});
+    s.end(Buffer.alloc(SIZE, 7));
+  });
+  const destPort = await listen(dest);
+  const idle = await startProxy([...LOOPBACK_ALLOW, "--idle-timeout", "1"]);
+  try {
+    const c = tcpConnect({ port: idle.port, host: "127.0.0.1" });
+    c.on("error", () => {});
+    await once(c, "connect");
+    c.write(Buffer.from([5, 1, 0, ...ipv4Request(destPort)]));
+    let got = 0;
+    c.on("data", (d: Buffer) => {
+      got += d.length;
+      c.pause(); // read steadily at RATE: never silent for long, never fast
+      setTimeout(() => c.resume(), (d.length / RATE) * 1000);
+    });
+    await once(c, "close");
+    assert.equal(got, 2 + 10 + SIZE, "the whole download, after the method choice and the reply");
+  } finally {
+    await idle.stop();
+    dest.close();
+  }
 });
 
 test("--idle-timeout counts from the last byte relayed: traffic keeps the connection, silence then closes it", async () => {
