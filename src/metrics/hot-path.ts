@@ -12,6 +12,14 @@ function seriesKey(a: string, b: string): string {
   return b === "" ? a : `${a}\u0000${b}`;
 }
 
+/** The labels of a series: `names` paired with the values `a` and `b` (as many as there are names). */
+function seriesLabels(names: readonly string[], a: string, b: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  if (names[0] !== undefined) labels[names[0]] = a;
+  if (names[1] !== undefined) labels[names[1]] = b;
+  return labels;
+}
+
 /**
  * Increments of a counter with one or two labels, added to the prom-client counter when it is
  * collected (call flushInto from its `collect`).
@@ -26,10 +34,7 @@ export class DeferredCounter<L extends string> {
     const key = seriesKey(a, b);
     let p = this.pending.get(key);
     if (p === undefined) {
-      const [first, second] = this.labelNames;
-      const labels = { [first]: a } as LabelValues<L>;
-      if (second !== undefined) labels[second] = b;
-      p = { labels, n: 0 };
+      p = { labels: seriesLabels(this.labelNames, a, b) as LabelValues<L>, n: 0 };
       this.pending.set(key, p);
     }
     p.n += n;
@@ -123,13 +128,7 @@ export class BucketHistogram<L extends string = never> {
     const key = seriesKey(a, b);
     let s = this.all.get(key);
     if (s === undefined) {
-      const [first, second] = this.labelNames;
-      const labels: Record<string, string> = {};
-      if (first !== undefined && second !== undefined) {
-        labels[first] = a;
-        labels[second] = b;
-      }
-      s = new HistogramSeries(labels, this.bounds);
+      s = new HistogramSeries(seriesLabels(this.labelNames, a, b), this.bounds);
       this.all.set(key, s);
     }
     return s;

@@ -266,6 +266,17 @@ export function detachAccepted(accepted: Socket): AcceptedHandle {
   return handle;
 }
 
+/** What the relay reads from a connected leg's libuv handle (Node keeps it in `_handle`; null once closed). */
+interface LegHandle {
+  getsockname(out: typeof sockname): number;
+  /** Bytes handed to libuv for writing and not yet written (falls while a large write drains in parts). */
+  writeQueueSize: number;
+}
+
+function handleOf(leg: Leg | undefined): LegHandle | null | undefined {
+  return (leg as unknown as { _handle?: LegHandle | null } | undefined)?._handle;
+}
+
 /** Filled by getsockname (one object, reused: see boundAddress). */
 const sockname = { address: "", family: "", port: 0 };
 
@@ -275,20 +286,12 @@ const sockname = { address: "", family: "", port: 0 };
  * from C++ costs more when it has no properties yet.
  */
 export function boundAddress(leg: Leg): { address: string; port: number } | undefined {
-  const handle = (leg as unknown as { _handle: { getsockname(out: typeof sockname): number } | null })
-    ._handle;
-  return handle?.getsockname(sockname) === 0 ? sockname : undefined;
+  return handleOf(leg)?.getsockname(sockname) === 0 ? sockname : undefined;
 }
 
-/**
- * Bytes handed to the kernel's socket but not yet written, as libuv counts them: unlike Node's
- * writableLength, it falls while a large write drains in parts.
- */
+/** Bytes queued for writing on a leg, as libuv counts them: unlike Node's writableLength, it falls as a write drains. */
 export function queuedBytes(leg: Leg | undefined): number {
-  return (
-    (leg as unknown as { _handle?: { writeQueueSize?: number } | null } | undefined)?._handle
-      ?.writeQueueSize ?? 0
-  );
+  return handleOf(leg)?.writeQueueSize ?? 0;
 }
 
 /** An outbound connection whose reads go through the relay from the start. */
