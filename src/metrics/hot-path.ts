@@ -7,9 +7,32 @@ import { Counter, type LabelValues, type Metric, type MetricValueWithName, type 
  * (callgrind, steady state). Both stay exact at every scrape.
  */
 
-/** The label values of a series, joined (none of ours holds a NUL). */
-function seriesKey(a: string, b: string): string {
-  return b === "" ? a : `${a}\u0000${b}`;
+/**
+ * The series of a metric by their one or two label values. Two map lookups by the values themselves,
+ * not one by a key joined from them: label values are strings made once (literals, exit names), whose
+ * hash V8 keeps, while a joined key is a new string to build and hash for every update.
+ */
+class SeriesIndex<T> {
+  private readonly byFirst = new Map<string, Map<string, T>>();
+  /** Every series, in the order they were first used. */
+  readonly list: T[] = [];
+
+  constructor(private readonly make: (a: string, b: string) => T) {}
+
+  get(a: string, b: string): T {
+    let bySecond = this.byFirst.get(a);
+    if (bySecond === undefined) {
+      bySecond = new Map();
+      this.byFirst.set(a, bySecond);
+    }
+    let series = bySecond.get(b);
+    if (series === undefined) {
+      series = this.make(a, b);
+      bySecond.set(b, series);
+      this.list.push(series);
+    }
+    return series;
+  }
 }
 
 /** The labels of a series: `names` paired with the values `a` and `b` (as many as there are names). */
@@ -25,24 +48,23 @@ function seriesLabels(names: readonly string[], a: string, b: string): Record<st
  * collected (call flushInto from its `collect`).
  */
 export class DeferredCounter<L extends string> {
-  private readonly pending = new Map<string, { labels: LabelValues<L>; n: number }>();
+  private readonly pending: SeriesIndex<{ labels: LabelValues<L>; n: number }>;
 
-  constructor(private readonly labelNames: readonly [L] | readonly [L, L]) {}
+  constructor(labelNames: readonly [L] | readonly [L, L]) {
+    this.pending = new SeriesIndex((a, b) => ({
+      labels: seriesLabels(labelNames, a, b) as LabelValues<L>,
+      n: 0,
+    }));
+  }
 
   /** Adds `n` to the series of label values `a` (and `b`, for a second label). */
   add(n: number, a: string, b = ""): void {
-    const key = seriesKey(a, b);
-    let p = this.pending.get(key);
-    if (p === undefined) {
-      p = { labels: seriesLabels(this.labelNames, a, b) as LabelValues<L>, n: 0 };
-      this.pending.set(key, p);
-    }
-    p.n += n;
+    this.pending.get(a, b).n += n;
   }
 
   /** Adds what was counted since the last scrape to `counter`. */
   flushInto(counter: Counter<L>): void {
-    for (const p of this.pending.values()) {
+    for (const p of this.pending.list) {
       if (p.n === 0) continue;
       counter.inc(p.labels, p.n);
       p.n = 0;
@@ -110,34 +132,29 @@ export class HistogramSeries {
 export class BucketHistogram<L extends string = never> {
   readonly type = "histogram";
   readonly aggregator = "sum";
-  private readonly all = new Map<string, HistogramSeries>();
+  private readonly all: SeriesIndex<HistogramSeries>;
 
   constructor(
     readonly name: string,
     readonly help: string,
     private readonly bounds: readonly number[],
     registry: Registry,
-    private readonly labelNames: readonly [] | readonly [L, L] = [],
+    labelNames: readonly [] | readonly [L, L] = [],
   ) {
+    this.all = new SeriesIndex((a, b) => new HistogramSeries(seriesLabels(labelNames, a, b), bounds));
     registry.registerMetric(this as unknown as Metric);
     if (labelNames.length === 0) this.series(); // zeros from the start, as prom-client's
   }
 
   /** The series of these label values (none for a histogram without labels). */
   series(a = "", b = ""): HistogramSeries {
-    const key = seriesKey(a, b);
-    let s = this.all.get(key);
-    if (s === undefined) {
-      s = new HistogramSeries(seriesLabels(this.labelNames, a, b), this.bounds);
-      this.all.set(key, s);
-    }
-    return s;
+    return this.all.get(a, b);
   }
 
   /** What the registry prints: per series its cumulative buckets, then _sum and _count. */
   async get(): Promise<Exposition> {
     const values: MetricValueWithName<string>[] = [];
-    for (const s of this.all.values()) {
+    for (const s of this.all.list) {
       let below = 0;
       for (let i = 0; i <= this.bounds.length; i++) {
         below += s.counts[i]!;
@@ -158,7 +175,7 @@ export class BucketHistogram<L extends string = never> {
 
   /** Zeroes every series (callers keep their series: see series()). */
   reset(): void {
-    for (const s of this.all.values()) {
+    for (const s of this.all.list) {
       s.counts.fill(0);
       s.sum = 0;
       s.count = 0;

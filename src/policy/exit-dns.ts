@@ -67,7 +67,9 @@ export async function resolveThroughExit(
   for (let round = 0; ; round++) {
     const found = await timed(resolverOf(exit), name, exit, observe);
     if (found instanceof DnsError) return { exit, error: found };
-    const routes = found.map((destination) => egress.exitFor(via, { ...req, destination }));
+    // One literal, not `{ ...req, destination }`: under Node 20 every such copy gets a map of its own (see relay.ts).
+    const { user, client, port } = req;
+    const routes = found.map((destination) => egress.exitFor(via, { user, client, port, destination }));
     const here = found.filter((_, i) => routes[i].exit === exit && routes[i].refused === undefined);
     if (here.length > 0) return { exit, addresses: here };
     const elsewhere = routes.find((r) => r.refused === undefined && r.exit !== exit);

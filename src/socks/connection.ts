@@ -361,16 +361,7 @@ export class Connection {
       this.fail(REP.networkUnreachable, choice.refused, "no_exit");
       return;
     }
-    const up: Tagged = connectLeg(
-      {
-        host: ip,
-        localAddress: choice?.localAddress,
-        port: this.port,
-        allowHalfOpen: true,
-        noDelay: true,
-      },
-      undefined,
-    );
+    const up: Tagged = connectLeg(ip, this.port, choice?.localAddress);
     up[CONN] = this;
     this.upstream = up;
     this.open++;

@@ -65,7 +65,8 @@ export function parseConnectHead(buf: Buffer): Parsed<ConnectRequest> {
       credentials = parseBasic(line.slice(colon + 1).trim());
     }
   }
-  return { status: "ok", value: { ...authority, credentials }, length: end + HEAD_END.length };
+  const { host, port } = authority;
+  return { status: "ok", value: { host, port, credentials }, length: end + HEAD_END.length };
 }
 
 const REASONS: Record<number, string> = {

@@ -8,7 +8,7 @@ import { canonicalIp } from "../policy/addresses.js";
 import { ownAddresses } from "../policy/own-addresses.js";
 import { errorMessage, OperationError } from "../util/errors.js";
 import { formatHostPort, type HostPort } from "../util/hostport.js";
-import { LineLogger, type Logger } from "../util/log.js";
+import { jsonField, LineLogger, type Logger } from "../util/log.js";
 import { Connection, type ConnectionHost, isFdExhaustion } from "./connection.js";
 import { fdsNeeded, readFdLimit } from "./fd-limit.js";
 import { REP } from "./protocol.js";
@@ -87,11 +87,6 @@ function resultOf(conn: Connection): string {
   return conn.outcome ?? "closed";
 }
 
-/** JSON text of a field that may hold arbitrary bytes (a name the client sent, a user, an error), or nothing. */
-function text(key: string, value: string | undefined): string {
-  return value === undefined ? "" : `,"${key}":${JSON.stringify(value)}`;
-}
-
 /**
  * The fields of a connection's line, in this order: id, client, protocol, destination, resolved, user,
  * exit, reply, result, why, up, down, ms (absent ones left out). IP literals, the protocol and the
@@ -102,11 +97,11 @@ function connectionFields(conn: Connection, result: string, up: number, down: nu
   const client = ip.includes(":") ? `[${ip}]:${conn.clientPort}` : `${ip}:${conn.clientPort}`;
   let s = `"id":${conn.id},"client":"${client}"`;
   if (conn.protocol !== undefined) s += `,"protocol":"${conn.protocol}"`;
-  s += text("destination", conn.dest);
+  s += jsonField(',"destination":', conn.dest);
   if (conn.resolved !== undefined) s += `,"resolved":"${conn.resolved}"`;
-  s += text("user", conn.user) + text("exit", conn.exit);
+  s += jsonField(',"user":', conn.user) + jsonField(',"exit":', conn.exit);
   if (conn.reply >= 0) s += `,"reply":${conn.reply}`;
-  s += `,"result":"${result}"${text("why", conn.why)}`;
+  s += `,"result":"${result}"${jsonField(',"why":', conn.why)}`;
   return `${s},"up":${up},"down":${down},"ms":${Math.round(performance.now() - conn.started)}`;
 }
 

@@ -685,7 +685,7 @@ async function inProcessRelay(port: number, rng: Rng) {
     const client = adoptHandle(detachAccepted(accepted), server, {
       handshake: (chunk) => void early.push(Buffer.from(chunk)),
     });
-    const up = connectLeg({ host: "127.0.0.1", port, allowHalfOpen: true, noDelay: true }, undefined);
+    const up = connectLeg("127.0.0.1", port, undefined);
     for (const leg of [client, up]) {
       legs.add(leg);
       sockets.add(leg);
