@@ -34,34 +34,57 @@ export const log: Logger = createLogger();
 const BATCH_MS = 100;
 const BATCH_BYTES = 64 * 1024;
 
+/** pino's destination in contentMode "buffer" (its typing only has the string form of write). */
+interface BufferDestination {
+  write(data: Buffer): boolean;
+}
+
+/** A synchronous destination on stderr that takes Buffers. */
+function stderrBuffers(): BufferDestination {
+  return pino.destination({ fd: 2, sync: true, contentMode: "buffer" }) as unknown as BufferDestination;
+}
+
 /**
  * Collects lines and writes them together: one syscall per batch instead of one per line. Written
  * at the latest BATCH_MS after the first line, on flush(), and at exit.
+ *
+ * Each line is encoded into the batch's buffer as it comes, so it does not stay on the JS heap until
+ * the write: at thousands of lines a second, strings kept for up to 100 ms outlived the young
+ * generation, and copying and promoting them cost more than building them (with the lines kept as
+ * strings, a proxy writing them spent about 16 µs more CPU per connection than one at log level warn).
  */
 class BatchedStream {
-  private lines: string[] = [];
-  private bytes = 0;
+  private batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
+  private used = 0;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly out: ReturnType<typeof pino.destination>) {
+  /** `out` may keep a batch it could not write at once. */
+  constructor(private readonly out: BufferDestination) {
     process.once("exit", () => this.flush());
   }
 
   write(line: string): void {
-    this.lines.push(line);
-    this.bytes += line.length;
-    if (this.bytes >= BATCH_BYTES) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), BATCH_MS).unref();
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: room is checked without measuring the line.
+    const most = line.length * 3;
+    if (this.used + most > this.batch.length) {
+      this.flush();
+      if (most > this.batch.length) {
+        this.out.write(Buffer.from(line));
+        return;
+      }
+    }
+    this.used += this.batch.write(line, this.used);
+    this.timer ??= setTimeout(() => this.flush(), BATCH_MS).unref();
   }
 
   flush(done?: () => void): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.lines.length > 0) {
-      const text = this.lines.join("");
-      this.lines = [];
-      this.bytes = 0;
-      this.out.write(text);
+    if (this.used > 0) {
+      // Handed over, not reused: the destination may still hold it when it could not write it at once.
+      this.out.write(this.batch.subarray(0, this.used));
+      this.batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
+      this.used = 0;
     }
     done?.();
   }
@@ -100,7 +123,7 @@ export class LineLogger {
   private headMs = -1;
 
   constructor(parent: Logger, msg: string) {
-    LineLogger.stream ??= new BatchedStream(pino.destination({ fd: 2, sync: true }));
+    LineLogger.stream ??= new BatchedStream(stderrBuffers());
     this.out = LineLogger.stream;
     this.threshold = parent.levelVal;
     this.end = `,"msg":${JSON.stringify(msg)}}\n`;
