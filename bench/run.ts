@@ -33,6 +33,8 @@ interface Settings {
   targets: TargetName[];
   runs: number;
   throughputSeconds: number;
+  /** Runs per connection-rate figure: more and shorter than the others (see settings). */
+  rateRuns: number;
   rateMs: number;
   maxConns: number;
   idle: number;
@@ -115,12 +117,17 @@ function parseArgs(argv: string[]): Settings {
   // Each idle proxied connection costs the proxy two descriptors.
   const fdHard = readFdLimit()?.hard ?? Number.POSITIVE_INFINITY;
   const idleWanted = opts.idle ?? (quick ? 2000 : 10_000);
+  const runs = opts.runs ?? (quick ? 1 : 3);
   return {
     tunnel: Boolean(opts.tunnel),
     targets,
-    runs: opts.runs ?? (quick ? 1 : 3),
+    runs,
     throughputSeconds: quick ? 1 : opts.tunnel ? 5 : 3,
-    rateMs: quick ? 1000 : 3000,
+    // This host's speed drifts over seconds (one target's 3-second runs moved between 3,400 and 5,500
+    // conn/s): three runs per rate gave a median that moved by ±10% from one bench to the next. Three
+    // times as many one-second runs, interleaved, take as long and spread each target over the drift.
+    rateRuns: 3 * runs,
+    rateMs: 1000,
     maxConns: quick ? 5000 : 20_000,
     idle: Math.min(idleWanted, Math.floor((fdHard - 256) / 2)),
     idleNote:
@@ -211,10 +218,14 @@ async function measure(s: Settings, records: Map<TargetName, TargetRecord>, dir:
       }
       progress(`[${label}] ${t.name}: ${line}`);
     };
-    const each = async (label: string, fn: (t: Running, rec: TargetRecord) => Promise<string>) => {
-      for (let i = 1; i <= s.runs; i++)
+    const each = async (
+      label: string,
+      fn: (t: Running, rec: TargetRecord) => Promise<string>,
+      runs = s.runs,
+    ) => {
+      for (let i = 1; i <= runs; i++)
         for (const t of [...running])
-          await attempt(`${label} ${i}/${s.runs}`, t, () => fn(t, records.get(t.name)!));
+          await attempt(`${label} ${i}/${runs}`, t, () => fn(t, records.get(t.name)!));
     };
     const tput = (streams: number, key: "single" | "multi") => (t: Running, rec: TargetRecord) =>
       throughputRun(t, iperfServer.port, streams, s.throughputSeconds, dir).then((r) => {
@@ -224,8 +235,10 @@ async function measure(s: Settings, records: Map<TargetName, TargetRecord>, dir:
     await each("1-stream", tput(1, "single"));
     await each("8-stream", tput(8, "multi"));
     // Warm-up (JIT, allocator, dante's worker pool) so the first measured run is not an outlier.
-    const warm = (t: Running) => rateRun(t, connrate, oneByte, 8, 300, 2000);
-    for (const t of running) await warm(t);
+    // The rates are measured in the JIT's steady state: under Node 24, V8 goes on moving functions that
+    // run once per connection to its optimising tier for about the first 14,000 connections, in the
+    // naive relay as in wg-egress (--trace-opt), so a short warm-up left the first run measuring that.
+    for (const t of running) await rateRun(t, connrate, oneByte, 8, 8000, 20000);
     const rate = (concurrency: number, key: "rateSeq" | "rate32") => (t: Running, rec: TargetRecord) =>
       rateRun(t, connrate, oneByte, concurrency, s.rateMs, s.maxConns).then((r) => {
         rec[key].push(r);
@@ -235,10 +248,11 @@ async function measure(s: Settings, records: Map<TargetName, TargetRecord>, dir:
           `${JSON.stringify(r.errors)}, CPU s proxy/client/server ${fmt1(c.proxy)}/${fmt1(c.client)}/${fmt1(c.server)}`
         );
       });
-    await each("conn/s seq", rate(1, "rateSeq"));
-    await each("conn/s 32", rate(32, "rate32"));
+    await each("conn/s seq", rate(1, "rateSeq"), s.rateRuns);
+    await each("conn/s 32", rate(32, "rate32"), s.rateRuns);
     // Memory: each run on a freshly started (and warmed) proxy, or allocator reuse from the previous
     // run hides the cost of the next 10,000 connections.
+    const warm = (t: Running) => rateRun(t, connrate, oneByte, 8, 300, 2000);
     for (const t of running) if (t.pid) await t.stop();
     for (let i = 1; i <= s.runs; i++)
       for (const rec of records.values()) {
@@ -274,7 +288,7 @@ function report(s: Settings, records: Map<TargetName, TargetRecord>, started: Da
       `Linux ${release()}, node ${process.version}\n` +
       `load average before/after: ${load0[0].toFixed(2)} / ${load1[0].toFixed(2)}; proxy, load generators and servers share the ${cores} cores\n` +
       `median of ${s.runs}; throughput: iperf3 -t ${s.throughputSeconds} -l 1M via proxychains4; ` +
-      `conn/s: bench/connrate.c, ${s.rateMs / 1000} s or ${s.maxConns} conns per run; ` +
+      `conn/s: bench/connrate.c, median of ${s.rateRuns} runs of ${s.rateMs / 1000} s or ${s.maxConns} conns; ` +
       `idle: ${s.idle} conns${s.idleNote} on a fresh proxy\n\n` +
       `${renderTable(figures)}\n` +
       "ratios are wg-egress / rival: above 1 is better for MB/s and conn/s, below 1 for latency, memory and CPU\n\n" +
