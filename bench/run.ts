@@ -102,7 +102,11 @@ function parseArgs(argv: string[]): Settings {
     .description("Benchmark wg-egress against microsocks, dante and direct TCP on loopback")
     .option("--only <targets>", `comma-separated subset of ${TARGETS.join(",")}`, only)
     .option("--quick", "one short run per figure and 2,000 idle connections, for development")
-    .option("--runs <n>", "runs per figure, the median is reported (default 3, --quick 1)", int)
+    .option(
+      "--runs <n>",
+      "runs per figure, the median is reported (default 3, --quick 1); connection rates take 3n shorter runs",
+      int,
+    )
     .option("--idle <n>", "idle connections for the memory test (default 10000, --quick 2000)", int)
     .option("--tunnel", "in the lab (root): pod → proxy → WireGuard vs the gateway's own stream through it")
     .parse(argv)
@@ -123,8 +127,8 @@ function parseArgs(argv: string[]): Settings {
     targets,
     runs,
     throughputSeconds: quick ? 1 : opts.tunnel ? 5 : 3,
-    // This host's speed drifts over seconds (one target's 3-second runs moved between 3,400 and 5,500
-    // conn/s): three runs per rate gave a median that moved by ±10% from one bench to the next. Three
+    // This host's speed drifts over seconds (in one bench, wg-egress's three 3-second sequential runs
+    // gave 2,819 to 4,276 conn/s): the median of three moved by ±10% from one bench to the next. Three
     // times as many one-second runs, interleaved, take as long and spread each target over the drift.
     rateRuns: 3 * runs,
     rateMs: 1000,
