@@ -178,10 +178,11 @@ test("a DNS-name endpoint is looked up again while the handshake is stale", {
     () => /\t192\.0\.2\.11:51820/.test(sh(["wg", "show", IF, "endpoints"])),
     500,
   );
-  assert.ok(
-    logLines(from).some((l) => l.event === "repair" && l.what === "endpoint"),
-    JSON.stringify(logLines(from)),
-  );
+  // The agent logs the repair once `wg set` has returned, and its line may still be in the pipe (this
+  // process reads it only between polls): wait for it rather than race it.
+  const endpointRepair = () => logLines(from).some((l) => l.event === "repair" && l.what === "endpoint");
+  await waitFor("the endpoint repair's log line", 5_000, endpointRepair).catch(() => undefined);
+  assert.ok(endpointRepair(), JSON.stringify(logLines(from)));
 });
 
 test("SIGTERM: the agent stops watching, the kill switch stays", async () => {
