@@ -101,7 +101,10 @@ function parseArgs(argv: string[]): Settings {
   const opts = new Command("bench")
     .description("Benchmark wg-egress against microsocks, dante and direct TCP on loopback")
     .option("--only <targets>", `comma-separated subset of ${TARGETS.join(",")}`, only)
-    .option("--quick", "one short run per figure and 2,000 idle connections, for development")
+    .option(
+      "--quick",
+      "one short run per figure (3 per connection rate) and 2,000 idle connections, for development",
+    )
     .option(
       "--runs <n>",
       "runs per figure, the median is reported (default 3, --quick 1); connection rates take 3n shorter runs",
